@@ -1,0 +1,1 @@
+"""Sinks: one writer contract, a DuckDB implementation."""
