@@ -1,0 +1,1 @@
+"""Event contracts (Avro .avsc files under avro/) and the Confluent-framed codec."""
