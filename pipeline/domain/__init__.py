@@ -1,0 +1,1 @@
+"""Pure ingest domain: validation, normalisation, pseudonymisation and dedup of channel events (no IO)."""
