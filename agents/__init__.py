@@ -1,0 +1,1 @@
+"""Faust agents: one module per agent. Agents only move data; the logic lives in pipeline.domain."""

@@ -1,0 +1,103 @@
+"""Publishing a batch's outputs with retries, and stopping the worker when infrastructure stays down.
+
+Order per batch (at-least-once): produce every output, wait until the broker has acknowledged each one, and
+only then acknowledge the input events to Faust, which commits their offsets later. A crash anywhere before the
+ack replays the batch; nothing is committed that was not published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from prometheus_client import Counter
+
+from pipeline.metrics import ChildCache
+
+log = logging.getLogger(__name__)
+
+#: Exit codes: supervisors restart on any non-zero; these tell operators why.
+EXIT_INFRA = 75  # EX_TEMPFAIL: Kafka or registry unavailable for longer than the retry budget
+EXIT_UPSTREAM_BROKEN = 65  # EX_DATAERR: invalid-input share over the guard limit
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff for infrastructure errors, bounded by a total time budget."""
+
+    first_delay_s: float = 0.5
+    max_delay_s: float = 10.0
+    budget_s: float = 300.0
+
+
+def fatal(message: str, code: int) -> NoReturn:
+    """Stop the process at once, without committing anything more.
+
+    A hard exit is deliberate: a graceful Faust shutdown would commit the offsets of events already
+    acknowledged (fine) but also runs code paths we cannot vouch for while the broker is unreachable.
+    Unacknowledged events are replayed by whichever worker gets the partitions next.
+    """
+    log.critical(message)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    print(f"omnistream worker: FATAL: {message}", file=sys.stderr, flush=True)
+    os._exit(code)
+
+
+async def publish(
+    topic: Any,
+    items: Sequence[tuple[bytes | None, bytes]],
+    policy: RetryPolicy,
+    retries: ChildCache[Counter],
+) -> None:
+    """Send ``items`` to a Faust topic and wait for every broker ack, resending only what failed.
+
+    Raises nothing: after ``policy.budget_s`` of failures the process exits with ``EXIT_INFRA``.
+    """
+    pending = list(items)
+    delay = policy.first_delay_s
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + policy.budget_s
+    attempt = 0
+    while pending:
+        failed: list[tuple[bytes | None, bytes]] = []
+        last_error: BaseException | None = None
+        futures: list[Awaitable[Any]] = []
+        try:
+            for key, value in pending:
+                futures.append(await topic.send(key=key, value=value, force=True))
+        except Exception as exc:  # the producer itself refused (e.g. metadata timeout)
+            last_error = exc
+            failed = pending[len(futures) :]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for item, result in zip(pending, results, strict=False):
+            if isinstance(result, BaseException):
+                failed.append(item)
+                last_error = result
+        if not failed:
+            return
+        attempt += 1
+        retries.get(f"produce:{topic.get_topic_name()}").inc()
+        if loop.time() + delay > deadline:
+            fatal(
+                f"Kafka unavailable: could not publish {len(failed)} messages to {topic.get_topic_name()} "
+                f"for {policy.budget_s:.0f}s ({last_error!r}); exiting so the batch is replayed after restart",
+                EXIT_INFRA,
+            )
+        log.error(
+            "publish to %s failed for %d of %d messages (%r); retry %d in %.1fs",
+            topic.get_topic_name(),
+            len(failed),
+            len(pending),
+            last_error,
+            attempt,
+            delay,
+        )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, policy.max_delay_s)
+        pending = failed

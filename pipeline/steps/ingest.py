@@ -1,0 +1,176 @@
+"""Ingest step: raw channel messages -> canonical CustomerEvents or typed failed events.
+
+Guarantees, per batch: every input message yields exactly one outcome — a canonical event, a failed event,
+or a counted duplicate drop — in input order. Data errors never raise; they become failed events that keep the
+original bytes. Infrastructure errors (the schema registry unreachable) and a tripped invalid-share guard do
+raise: the caller must then stop without acknowledging the batch.
+
+Not guaranteed: dedup is exact only within the worker's bounded window and is lost on restart, so after a
+crash the same event id can be published twice. Consumers of customer-events dedupe by ``event_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pipeline import __version__
+from pipeline.clock import Clock
+from pipeline.domain.dedup import DedupWindow
+from pipeline.domain.guard import InvalidRatioGuard
+from pipeline.domain.ingest import IngestPolicy, canonicalise, size_check
+from pipeline.domain.pii import Pseudonymiser
+from pipeline.domain.quarantine import Quarantine
+from pipeline.domain.records import (
+    CustomerEventRecord,
+    FailureType,
+    Rejection,
+    SourceRef,
+    failed_event_record,
+)
+from pipeline.metrics import IngestMetrics
+from schemas.codec import AvroCodec
+from schemas.errors import CodecError
+
+log = logging.getLogger(__name__)
+
+CANONICAL_SUBJECT = "customer-event"
+FAILED_SUBJECT = "failed-event"
+
+#: Identifier preference for the canonical event's key: the most person-specific one first.
+KEY_FIELDS = (
+    "customer_id",
+    "loyalty_id",
+    "email_hash",
+    "phone_hash",
+    "device_id",
+    "social_handle",
+    "anonymous_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One consumed input message."""
+
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class IngestOutput:
+    """What one batch produces: (key, Avro value) pairs per output topic."""
+
+    canonical: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    failed: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def routing_key(record: Mapping[str, object]) -> bytes | None:
+    """Key of a canonical event: its most person-specific identifier, prefixed with the identifier kind."""
+    for name in KEY_FIELDS:
+        value = record.get(name)
+        if value:
+            return f"{name}:{value}".encode()
+    return None
+
+
+class IngestStep:
+    """Ingest for one channel topic. Holds the worker-local dedup window and invalid-share guard."""
+
+    def __init__(
+        self,
+        channel: str,
+        source_topic: str,
+        codec: AvroCodec,
+        policy: IngestPolicy,
+        pseudonymiser: Pseudonymiser,
+        quarantine: Quarantine,
+        dedup: DedupWindow,
+        guard: InvalidRatioGuard,
+        metrics: IngestMetrics,
+        clock: Clock,
+    ) -> None:
+        self.channel = channel
+        self.source_topic = source_topic
+        self._codec = codec
+        self._policy = policy
+        self._pseudonymiser = pseudonymiser
+        self._seal = quarantine.seal
+        self._dedup = dedup
+        self._guard = guard
+        self._metrics = metrics
+        self._clock = clock
+        self._expected = frozenset({channel})
+        self._processor = f"ingest/{__version__}"
+        self._in = metrics.events_in.get(channel)
+        self._dup = metrics.duplicates.get(channel)
+        self._lag = metrics.event_lag.get(channel)
+        self._ratio = metrics.invalid_ratio.get(channel)
+
+    def process_batch(self, messages: Sequence[RawMessage]) -> IngestOutput:
+        """Process a batch. Raises ``UpstreamBrokenError`` (guard) or infrastructure errors (module doc)."""
+        out = IngestOutput()
+        now_ms = self._clock.now_ms()
+        for msg in messages:
+            self._in.inc()
+            outcome = self._one(msg, now_ms)
+            if isinstance(outcome, Rejection):
+                self._guard.record(False)
+                self._metrics.failed.get(self.channel, str(outcome.failure_type)).inc()
+                out.failed.append((msg.key, self._encode_failure(outcome, msg, now_ms)))
+                continue
+            self._guard.record(True)
+            if self._dedup.seen(outcome["event_id"]):
+                self._dup.inc()
+                out.duplicates += 1
+                continue
+            self._metrics.events_out.get(self.channel, outcome["event_type"]).inc()
+            self._lag.observe(max(0.0, (now_ms - outcome["event_time"]) / 1000.0))
+            out.canonical.append((routing_key(outcome), self._codec.encode(CANONICAL_SUBJECT, outcome)))
+        self._ratio.set(self._guard.ratio)
+        return out
+
+    def _one(self, msg: RawMessage, now_ms: int) -> CustomerEventRecord | Rejection:
+        too_large = size_check(msg.value, self._policy)
+        if too_large is not None:
+            return too_large
+        schema_id: int | None = None
+        try:
+            decoded = self._codec.decode(msg.value, self._expected)
+            schema_id = decoded.schema_id
+            source = SourceRef(self.source_topic, msg.partition, msg.offset, schema_id)
+            result = canonicalise(
+                self.channel, decoded.record, source, now_ms, self._policy, self._pseudonymiser
+            )
+        except CodecError as exc:
+            return Rejection(
+                FailureType(exc.failure_type), exc.rule, str(exc), schema_id=exc.schema_id or schema_id
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A record that decodes but trips an assumption in our code is still data, not an outage:
+            # keep it as a failed event instead of crashing the worker on every restart.
+            log.warning(
+                "unexpected error on %s[%d]@%d: %r", self.source_topic, msg.partition, msg.offset, exc
+            )
+            return Rejection(
+                FailureType.PROCESSING_ERROR, "unexpected_exception", repr(exc), schema_id=schema_id
+            )
+        return result
+
+    def _encode_failure(self, rejection: Rejection, msg: RawMessage, now_ms: int) -> bytes:
+        record = failed_event_record(
+            rejection,
+            self.source_topic,
+            msg.partition,
+            msg.offset,
+            msg.key,
+            msg.value,
+            self._processor,
+            now_ms,
+            seal=self._seal,
+        )
+        return self._codec.encode(FAILED_SUBJECT, record)

@@ -1,0 +1,72 @@
+"""Read a whole topic from the beginning to its current end (demo summaries, evaluation, tests).
+
+Uses manual partition assignment and no consumer group, so it never disturbs the pipeline's committed offsets.
+Reads what was in the topic when the call started; messages produced meanwhile may or may not be included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMessage:
+    """One message as stored in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def iter_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Iterator[TopicMessage]:
+    """Yield every message of ``topic`` from the earliest offset up to the end offsets seen at the start.
+
+    Raises ``TimeoutError`` if the end is not reached within ``timeout_s`` (broker gone, topic truncated).
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=int(timeout_s * 1000),
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise LookupError(f"topic {topic!r} does not exist on {bootstrap}")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = {tp: off for tp, off in consumer.end_offsets(tps).items() if off > 0}
+        remaining = {tp for tp, off in end.items() if consumer.position(tp) < off}
+        while remaining:
+            batch = consumer.poll(timeout_ms=int(timeout_s * 1000))
+            if not batch:
+                raise TimeoutError(
+                    f"reading {topic}: no data for {timeout_s}s, {len(remaining)} partitions left"
+                )
+            for tp, records in batch.items():
+                for rec in records:
+                    if rec.offset < end.get(tp, 0):
+                        yield TopicMessage(topic, rec.partition, rec.offset, rec.key, rec.value)
+                if tp in remaining and consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+                    consumer.pause(tp)
+    finally:
+        consumer.close()
+
+
+def topic_end_total(bootstrap: str, topic: str) -> int:
+    """Sum of the end offsets of every partition of ``topic`` (its message count when never truncated)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        return int(sum(consumer.end_offsets(tps).values())) if tps else 0
+    finally:
+        consumer.close()
