@@ -105,6 +105,7 @@ class IngestStep:
         self._metrics = metrics
         self._clock = clock
         self._expected = frozenset({channel})
+        self._failed_key = source_topic.encode()
         self._processor = f"ingest/{__version__}"
         self._in = metrics.events_in.get(channel)
         self._dup = metrics.duplicates.get(channel)
@@ -121,7 +122,8 @@ class IngestStep:
             if isinstance(outcome, Rejection):
                 self._guard.record(False)
                 self._metrics.failed.get(self.channel, str(outcome.failure_type)).inc()
-                out.failed.append((msg.key, self._encode_failure(outcome, msg, now_ms)))
+                # Never the input key: producers key by raw identifiers (e-mail), which must not leave ingest.
+                out.failed.append((self._failed_key, self._encode_failure(outcome, msg, now_ms)))
                 continue
             self._guard.record(True)
             if self._dedup.seen(outcome["event_id"]):
@@ -143,22 +145,14 @@ class IngestStep:
             decoded = self._codec.decode(msg.value, self._expected)
             schema_id = decoded.schema_id
             source = SourceRef(self.source_topic, msg.partition, msg.offset, schema_id)
-            result = canonicalise(
-                self.channel, decoded.record, source, now_ms, self._policy, self._pseudonymiser
-            )
+            result = canonicalise(self.channel, decoded.record, source, now_ms, self._policy, self._pseudonymiser)
         except CodecError as exc:
-            return Rejection(
-                FailureType(exc.failure_type), exc.rule, str(exc), schema_id=exc.schema_id or schema_id
-            )
+            return Rejection(FailureType(exc.failure_type), exc.rule, str(exc), schema_id=exc.schema_id or schema_id)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # A record that decodes but trips an assumption in our code is still data, not an outage:
             # keep it as a failed event instead of crashing the worker on every restart.
-            log.warning(
-                "unexpected error on %s[%d]@%d: %r", self.source_topic, msg.partition, msg.offset, exc
-            )
-            return Rejection(
-                FailureType.PROCESSING_ERROR, "unexpected_exception", repr(exc), schema_id=schema_id
-            )
+            log.warning("unexpected error on %s[%d]@%d: %r", self.source_topic, msg.partition, msg.offset, exc)
+            return Rejection(FailureType.PROCESSING_ERROR, "unexpected_exception", repr(exc), schema_id=schema_id)
         return result
 
     def _encode_failure(self, rejection: Rejection, msg: RawMessage, now_ms: int) -> bytes:
