@@ -1,0 +1,191 @@
+"""``omnistream demo``: the main job end to end on the local broker, with a summary of what arrived."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.kafka_local import LocalKafkaError, delete_topics, ensure_topics, start_broker, stop_broker
+from pipeline.settings import Settings, load_settings
+from pipeline.summary import OutputSummary, summarise
+from pipeline.topic_reader import topic_end_total
+from schemas.codec import AvroCodec
+from schemas.registry import FileSchemaRegistry
+
+FAILURE_OUTCOMES = (
+    "decode_error",
+    "unknown_schema",
+    "schema_violation",
+    "validation_error",
+    "size_violation",
+    "late_event",
+    "processing_error",
+)
+
+
+def demo(
+    customers: Annotated[int, typer.Option(min=1, help="Simulated people")] = 500,
+    days: Annotated[int, typer.Option(min=1, help="Simulated days of history")] = 14,
+    seed: Annotated[int, typer.Option(help="Simulation seed")] = 7,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the worker to process everything")] = 300.0,
+    keep_broker: Annotated[bool, typer.Option(help="Leave the local broker running afterwards")] = False,
+) -> None:
+    """Start the local broker, a worker, simulate traffic, wait until every input is accounted for, print counts
+    per channel and per failure type, and stop everything cleanly. Exit 1 if anything is missing."""
+    console = Console()
+    run = time.strftime("%Y%m%d%H%M%S")
+    settings = load_settings(topic_prefix="demo.", app_id=f"omnistream-demo-{run}")
+    workdir = Path(settings.state_dir) / "demo"
+    workdir.mkdir(parents=True, exist_ok=True)
+    truth_path = workdir / "truth.json"
+
+    console.rule("[bold]omnistream demo")
+    try:
+        result = start_broker(settings, report=lambda msg: console.print(f"  [dim]{msg}[/]"))
+    except LocalKafkaError as exc:
+        console.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"broker ready at {result.bootstrap} ({result.seconds:.1f}s)")
+    bootstrap = result.bootstrap
+    topics = settings.pipeline_topics
+    delete_topics(bootstrap, topics)
+    ensure_topics(bootstrap, topics, settings.partitions, 1)
+    console.print(f"fresh topics: {', '.join(topics)}")
+
+    env = {**os.environ, "OMNISTREAM_TOPIC_PREFIX": settings.topic_prefix, "OMNISTREAM_APP_ID": settings.app_id}
+    worker_log = workdir / "worker.log"
+    worker = _start_worker(env, worker_log)
+    console.print(f"worker started (pid {worker.pid}, log {worker_log})")
+    exit_code = 0
+    try:
+        console.print("[bold]simulating traffic[/]")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "simulate",
+                "--customers",
+                str(customers),
+                "--days",
+                str(days),
+                "--seed",
+                str(seed),
+                "--truth",
+                str(truth_path),
+            ],
+            env=env,
+            check=True,
+        )
+        expected = json.loads(truth_path.read_text())["expected"]
+        want_canonical = int(expected["unique_valid_events"])
+        want_failed = sum(int(expected["per_outcome"].get(o, 0)) for o in FAILURE_OUTCOMES)
+        _wait_for_outputs(console, settings, bootstrap, want_canonical + want_failed, worker, timeout)
+        summary = summarise(
+            bootstrap,
+            settings.topic("customer-events"),
+            settings.topic("failed-events"),
+            AvroCodec(FileSchemaRegistry()),
+        )
+        exit_code = _report(console, summary, expected, want_canonical, want_failed)
+    finally:
+        code = _stop_worker(worker)
+        console.print(f"worker stopped with exit code {code} (log: {worker_log})")
+        if not keep_broker and result.started:
+            stop_broker(settings)
+            console.print("broker stopped")
+    if code != 0:
+        exit_code = 1
+    raise typer.Exit(exit_code)
+
+
+def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "worker", "--log-level", "WARNING"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> int:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            return worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            return worker.wait()
+    return worker.returncode
+
+
+def _wait_for_outputs(
+    console: Console,
+    settings: Settings,
+    bootstrap: str,
+    want: int,
+    worker: subprocess.Popen[bytes],
+    timeout: float,
+) -> None:
+    topics = (settings.topic("customer-events"), settings.topic("failed-events"))
+    columns = (TextColumn("processing"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    deadline = time.monotonic() + timeout
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("outputs", total=want)
+        while True:
+            have = sum(topic_end_total(bootstrap, t) for t in topics)
+            progress.update(task, completed=have)
+            if have >= want or worker.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    if worker.poll() is not None:
+        console.print(f"[red]worker exited early with code {worker.returncode}[/]")
+
+
+def _report(
+    console: Console, summary: OutputSummary, expected: dict[str, Any], want_canonical: int, want_failed: int
+) -> int:
+    by_channel = Table(title="canonical events per channel")
+    by_channel.add_column("channel")
+    by_channel.add_column("events", justify="right")
+    for channel, n in sorted(summary.canonical_by_channel.items()):
+        by_channel.add_row(channel, str(n))
+    by_channel.add_row("[bold]total", f"[bold]{summary.canonical_total}")
+    console.print(by_channel)
+
+    failures = Table(title="failed events per failure type")
+    failures.add_column("failure type")
+    failures.add_column("got", justify="right")
+    failures.add_column("expected", justify="right")
+    for outcome in FAILURE_OUTCOMES:
+        got, want = summary.failed_by_type.get(outcome, 0), int(expected["per_outcome"].get(outcome, 0))
+        if got or want:
+            style = "" if got == want else "[red]"
+            failures.add_row(outcome, f"{style}{got}", str(want))
+    console.print(failures)
+    dups = int(expected.get("duplicates", 0))
+    console.print(
+        f"inputs: {expected['messages']}  canonical: {summary.canonical_total}/{want_canonical}  "
+        f"failed: {summary.failed_total}/{want_failed}  duplicates dropped: {dups}  "
+        f"duplicate event ids published: {summary.duplicate_event_ids}"
+    )
+    ok = (
+        summary.canonical_total == want_canonical
+        and summary.failed_total == want_failed
+        and summary.duplicate_event_ids == 0
+    )
+    console.print("[green bold]every input accounted for[/]" if ok else "[red bold]outputs do not match the inputs[/]")
+    return 0 if ok else 1
