@@ -1,0 +1,48 @@
+# omnistream — the two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv demo test lint typecheck unit integration kafka-up kafka-down kafka-status clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create the virtualenv and install omnistream with its dev tools
+
+demo: $(STAMP)  ## run the main job end to end on a local broker (fetches Kafka on first use)
+	$(BIN)/omnistream demo
+
+test: lint typecheck  ## the whole suite: lint, types, unit and integration tests (starts the local broker)
+	$(BIN)/pytest
+
+unit: $(STAMP)  ## unit tests only (no broker)
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP)  ## integration tests against the real local broker
+	$(BIN)/pytest tests/integration
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check pipeline schemas agents sinks tests
+
+typecheck: $(STAMP)  ## mypy --strict on the packages
+	$(BIN)/mypy
+
+kafka-up: $(STAMP)  ## start the local single-node KRaft broker and create the topics
+	$(BIN)/omnistream kafka up
+
+kafka-down: $(STAMP)  ## stop the local broker
+	$(BIN)/omnistream kafka down
+
+kafka-status: $(STAMP)  ## is the local broker running, which topics
+	$(BIN)/omnistream kafka status
+
+clean:  ## remove local state (broker data, worker state); keeps the jar cache and the venv
+	rm -rf .omnistream
