@@ -39,10 +39,7 @@ def register_ingest_agent(
     async def ingest(stream: Any) -> None:
         async for events in stream.noack_take(batch_size, within=batch_within_s):
             started = time.perf_counter()
-            batch = [
-                RawMessage(e.message.key, e.message.value, e.message.partition, e.message.offset)
-                for e in events
-            ]
+            batch = [RawMessage(e.message.key, e.message.value, e.message.partition, e.message.offset) for e in events]
             try:
                 out = step.process_batch(batch)
             except UpstreamBrokenError as exc:

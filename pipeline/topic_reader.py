@@ -47,9 +47,7 @@ def iter_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Iterator[
         while remaining:
             batch = consumer.poll(timeout_ms=int(timeout_s * 1000))
             if not batch:
-                raise TimeoutError(
-                    f"reading {topic}: no data for {timeout_s}s, {len(remaining)} partitions left"
-                )
+                raise TimeoutError(f"reading {topic}: no data for {timeout_s}s, {len(remaining)} partitions left")
             for tp, records in batch.items():
                 for rec in records:
                     if rec.offset < end.get(tp, 0):

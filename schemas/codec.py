@@ -107,9 +107,7 @@ class AvroCodec:
             raise EncodeError(subject, schema.version, _explain(record, schema, exc)) from exc
         return out.getvalue()
 
-    def decode(
-        self, data: bytes | bytearray | memoryview, expected_subjects: Collection[str] | None = None
-    ) -> Decoded:
+    def decode(self, data: bytes | bytearray | memoryview, expected_subjects: Collection[str] | None = None) -> Decoded:
         """Decode one framed message; ``expected_subjects`` rejects writers of other subjects."""
         schema_id, _ = unframe(data)
         plan = self._plans.get(schema_id)
@@ -117,8 +115,7 @@ class AvroCodec:
             plan = self._plan(schema_id)
         if expected_subjects is not None and plan.subject not in expected_subjects:
             raise SubjectMismatchError(
-                f"schema id {schema_id} is subject {plan.subject!r}, "
-                f"expected one of {sorted(expected_subjects)}",
+                f"schema id {schema_id} is subject {plan.subject!r}, expected one of {sorted(expected_subjects)}",
                 schema_id=schema_id,
             )
         # BytesIO over bytes shares the buffer; seeking past the header avoids slicing a copy.
@@ -128,8 +125,7 @@ class AvroCodec:
             record = schemaless_reader(body, plan.writer, plan.reader)
         except SchemaResolutionError as exc:
             raise IncompatibleSchemaError(
-                f"{plan.subject} v{plan.version} (id {schema_id}) cannot be read "
-                f"as the latest version: {exc}",
+                f"{plan.subject} v{plan.version} (id {schema_id}) cannot be read as the latest version: {exc}",
                 schema_id=schema_id,
             ) from exc
         except Exception as exc:  # truncation/garbage surfaces as EOFError, IndexError, UnicodeError, ...

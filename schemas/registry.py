@@ -88,9 +88,7 @@ def schema_id_for(canonical_form: str) -> int:
     return int.from_bytes(hashlib.sha256(canonical_form.encode("utf-8")).digest()[:4], "big") & ID_MASK
 
 
-def make_registered(
-    subject: str, version: int, schema: Any, schema_id: int | None = None
-) -> RegisteredSchema:
+def make_registered(subject: str, version: int, schema: Any, schema_id: int | None = None) -> RegisteredSchema:
     """Build a :class:`RegisteredSchema` from a self-contained schema (JSON text or decoded JSON).
 
     ``schema_id`` defaults to :func:`schema_id_for` of the canonical form (the file-registry rule).

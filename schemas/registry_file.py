@@ -205,9 +205,7 @@ def read_problems(reader: Any, writer: Any) -> list[str]:
     fixed and primitive promotions. Aliases are not considered.
     """
     resolver = _Resolver()
-    return resolver.check(
-        parse_schema(reader, resolver.reader_named), parse_schema(writer, resolver.writer_named)
-    )
+    return resolver.check(parse_schema(reader, resolver.reader_named), parse_schema(writer, resolver.writer_named))
 
 
 class _Resolver:

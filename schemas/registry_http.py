@@ -90,9 +90,7 @@ class HttpSchemaRegistry:
         if not usages:
             raise UnknownSchemaError(f"schema id {schema_id} is not registered under any subject")
         # Prefer a subject that maps back to a logical name; sort so the choice is deterministic.
-        first = min(
-            usages, key=lambda u: (self.subject_from(u["subject"]) is None, u["subject"], u["version"])
-        )
+        first = min(usages, key=lambda u: (self.subject_from(u["subject"]) is None, u["subject"], u["version"]))
         subject = self.subject_from(first["subject"]) or first["subject"]
         version = int(first["version"])
         registered = self._make(subject, version, answer["schema"], schema_id)
@@ -142,9 +140,7 @@ class HttpSchemaRegistry:
             if body is None:
                 response = self._client.request(method, path)
             else:
-                response = self._client.request(
-                    method, path, json=body, headers={"Content-Type": CONTENT_TYPE}
-                )
+                response = self._client.request(method, path, json=body, headers={"Content-Type": CONTENT_TYPE})
         except httpx.HTTPError as exc:
             raise RegistryUnavailableError(f"{method} {self.url}{path}: {exc!r}") from exc
         try:
@@ -163,9 +159,7 @@ class HttpSchemaRegistry:
         raise RegistryUnavailableError(where)
 
 
-def publish_all(
-    file_registry: FileSchemaRegistry, http_registry: HttpSchemaRegistry
-) -> dict[tuple[str, int], int]:
+def publish_all(file_registry: FileSchemaRegistry, http_registry: HttpSchemaRegistry) -> dict[tuple[str, int], int]:
     """Register every file contract in the HTTP registry, oldest version first; returns the new ids.
 
     Oldest first so the registry's compatibility check sees the same history as the files, and its
@@ -183,9 +177,7 @@ def _require_plain_avro(answer: dict[str, Any], what: str, schema_id: int) -> No
     if schema_type != "AVRO":
         raise UnknownSchemaError(f"{what} is a {schema_type} schema, not Avro", schema_id=schema_id)
     if answer.get("references"):
-        raise UnknownSchemaError(
-            f"{what} uses schema references, which are not resolved", schema_id=schema_id
-        )
+        raise UnknownSchemaError(f"{what} uses schema references, which are not resolved", schema_id=schema_id)
 
 
 def _inverse_of(subject_for: Callable[[str], str]) -> Callable[[str], str | None]:

@@ -62,9 +62,7 @@ def size_check(value: bytes, policy: IngestPolicy) -> Rejection | None:
     """Reject a raw message larger than ``policy.max_event_bytes`` before anything decodes it."""
     size = len(value)
     if size > policy.max_event_bytes:
-        return Rejection(
-            FailureType.SIZE_VIOLATION, "too_large", f"{size} bytes > limit {policy.max_event_bytes}"
-        )
+        return Rejection(FailureType.SIZE_VIOLATION, "too_large", f"{size} bytes > limit {policy.max_event_bytes}")
     return None
 
 
@@ -141,9 +139,7 @@ def canonicalise(
     social_handle = _handle(ids.get("social_handle"))
     email_hash = pseudonymiser.email(ids.get("email"))
     phone_hash = pseudonymiser.phone(ids.get("phone"))
-    if not (
-        anonymous_id or device_id or customer_id or loyalty_id or social_handle or email_hash or phone_hash
-    ):
+    if not (anonymous_id or device_id or customer_id or loyalty_id or social_handle or email_hash or phone_hash):
         reason = "no usable identifier after dropping placeholders"
         return Rejection(_VALIDATION, "no_identifier", reason, event_id, schema_id)
 
@@ -166,9 +162,7 @@ def canonicalise(
     unit_price_minor: int | None = get("unit_price_minor")
     quantity: int | None = get("quantity")
     items_in: list[dict[str, Any]] = get("items") or []
-    if (amount_minor is not None and amount_minor < 0) or (
-        unit_price_minor is not None and unit_price_minor < 0
-    ):
+    if (amount_minor is not None and amount_minor < 0) or (unit_price_minor is not None and unit_price_minor < 0):
         reason = f"amount_minor {amount_minor} / unit_price_minor {unit_price_minor}: money must be >= 0"
         return Rejection(_VALIDATION, "negative_amount", reason, event_id, schema_id)
     for item in items_in:

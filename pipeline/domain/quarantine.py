@@ -34,6 +34,4 @@ class Quarantine:
         try:
             return self._fernet.decrypt(token.encode("ascii"))
         except InvalidToken as exc:
-            raise ValueError(
-                "failed-event token does not open with this secret (rotated or altered)"
-            ) from exc
+            raise ValueError("failed-event token does not open with this secret (rotated or altered)") from exc

@@ -211,9 +211,7 @@ def test_timestamps_decode_as_int_millis_and_encode_accepts_int_or_datetime(code
     assert (canonical["event_time"], canonical["ingested_at"]) == (T0, T0 + 250)
 
 
-def test_web_v1_producer_is_read_as_v2_with_referrer_none(
-    codec: AvroCodec, registry: FileSchemaRegistry
-) -> None:
+def test_web_v1_producer_is_read_as_v2_with_referrer_none(codec: AvroCodec, registry: FileSchemaRegistry) -> None:
     v1_record = {k: v for k, v in sample_records()["web"].items() if k != "referrer"}
     data = codec.encode("web", v1_record, version=1)
     assert unframe(data)[0] == registry.get("web", 1).schema_id != registry.latest("web").schema_id
@@ -269,9 +267,7 @@ def test_trailing_bytes_are_corrupt(codec: AvroCodec) -> None:
     assert info.value.rule == "trailing_bytes"
 
 
-def test_store_event_on_web_topic_is_a_subject_mismatch(
-    codec: AvroCodec, registry: FileSchemaRegistry
-) -> None:
+def test_store_event_on_web_topic_is_a_subject_mismatch(codec: AvroCodec, registry: FileSchemaRegistry) -> None:
     data = codec.encode("store", sample_records()["store"])
     with pytest.raises(SubjectMismatchError) as info:
         codec.decode(data, expected_subjects={"web"})

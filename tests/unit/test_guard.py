@@ -59,9 +59,7 @@ def test_recovers_as_the_window_slides() -> None:
     guard.record(False)  # a single bad event in a healthy window is fine
 
 
-@pytest.mark.parametrize(
-    ("window", "limit", "min_events"), [(0, 0.5, 1), (10, 0.0, 1), (10, 1.5, 1), (10, 0.5, 11)]
-)
+@pytest.mark.parametrize(("window", "limit", "min_events"), [(0, 0.5, 1), (10, 0.0, 1), (10, 1.5, 1), (10, 0.5, 11)])
 def test_invalid_configuration_is_refused(window: int, limit: float, min_events: int) -> None:
     with pytest.raises(ValueError):
         InvalidRatioGuard(window, limit, min_events)

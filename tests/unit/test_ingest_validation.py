@@ -48,18 +48,14 @@ def _load_schemas() -> dict[str, Any]:
 
 
 SCHEMAS = _load_schemas()
-CANONICAL_FIELDS = {
-    f["name"] for f in json.loads((AVRO / "subjects/customer-event/v1.avsc").read_text())["fields"]
-}
+CANONICAL_FIELDS = {f["name"] for f in json.loads((AVRO / "subjects/customer-event/v1.avsc").read_text())["fields"]}
 
 
 # --- records shaped like fastavro's output for each channel's latest reader schema --------------------
 
 
 def envelope(**identifiers: str | None) -> dict[str, Any]:
-    ids = dict.fromkeys(
-        ("anonymous_id", "device_id", "customer_id", "email", "phone", "loyalty_id", "social_handle")
-    )
+    ids = dict.fromkeys(("anonymous_id", "device_id", "customer_id", "email", "phone", "loyalty_id", "social_handle"))
     ids.update(identifiers or {"anonymous_id": "anon-7f3a"})
     return {
         "event_id": "evt-0001",
@@ -102,9 +98,7 @@ def mobile(event_type: str = "app_open", env: dict[str, Any] | None = None, **fi
     return {**base, **fields}
 
 
-def store(
-    event_type: str = "store_visit", env: dict[str, Any] | None = None, **fields: Any
-) -> dict[str, Any]:
+def store(event_type: str = "store_visit", env: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "envelope": env or envelope(loyalty_id="LOY-123"),
         "event_type": event_type,
@@ -162,9 +156,7 @@ def rejected(channel: str, record: dict[str, Any], rule: str, now_ms: int = NOW)
 
 
 def test_web_add_to_cart_is_normalised() -> None:
-    out = accepted(
-        "web", web("add_to_cart", product_id=" sku-1 ", quantity=2, unit_price_minor=1999, currency="eur")
-    )
+    out = accepted("web", web("add_to_cart", product_id=" sku-1 ", quantity=2, unit_price_minor=1999, currency="eur"))
     assert out["page"] == "/products/sku-1"  # query string (with an e-mail in it) dropped
     assert (out["product_id"], out["quantity"], out["unit_price_minor"], out["currency"]) == (
         "sku-1",
@@ -267,18 +259,14 @@ def test_empty_event_id_is_rejected() -> None:
 
 
 def test_no_identifier_when_only_placeholders() -> None:
-    env = envelope(
-        anonymous_id="undefined", customer_id="0", email="unknown", phone="000-000-0000", social_handle="@"
-    )
+    env = envelope(anonymous_id="undefined", customer_id="0", email="unknown", phone="000-000-0000", social_handle="@")
     out = rejected("web", web(env=env), "no_identifier")
     assert out.failure_type is FailureType.VALIDATION_ERROR and out.event_id == "evt-0001"
 
 
 def test_future_timestamp() -> None:
     env = {**envelope(), "event_time": NOW + 5 * MINUTE + 1}
-    assert (
-        rejected("mobile", mobile(env=env), "future_timestamp").failure_type is FailureType.VALIDATION_ERROR
-    )
+    assert rejected("mobile", mobile(env=env), "future_timestamp").failure_type is FailureType.VALIDATION_ERROR
     accepted("mobile", mobile(env={**env, "event_time": NOW + 5 * MINUTE}))  # exactly at the limit is fine
 
 
@@ -301,15 +289,11 @@ def test_negative_amount(fields: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("fields", [{"quantity": 0, "unit_price_minor": 100}, {"items": [item(quantity=0)]}])
 def test_invalid_quantity(fields: dict[str, Any]) -> None:
-    rejected(
-        "mobile", mobile("add_to_cart", product_id="sku-1", currency="EUR", **fields), "invalid_quantity"
-    )
+    rejected("mobile", mobile("add_to_cart", product_id="sku-1", currency="EUR", **fields), "invalid_quantity")
 
 
 def test_missing_currency() -> None:
-    rejected(
-        "store", store("pos_purchase", receipt_id="R", items=[item()], amount_minor=1999), "missing_currency"
-    )
+    rejected("store", store("pos_purchase", receipt_id="R", items=[item()], amount_minor=1999), "missing_currency")
 
 
 @pytest.mark.parametrize("currency", ["EURO", "ZZZ", "XXX", "XTS"])
@@ -432,3 +416,11 @@ def test_no_raw_email_or_phone_in_output(email: str, phone: str, channel: str) -
         for needle in needles:
             if len(needle) >= 8:  # short local parts ("ab12") can occur by chance in hex digests
                 assert needle not in text, (needle, text)
+
+
+def test_search_queries_have_emails_and_phone_numbers_masked() -> None:
+    from pipeline.domain.ingest import _scrub_query
+
+    assert _scrub_query("red shoes jane.doe@example.com") == "red shoes [email]"
+    assert _scrub_query("call +1 (415) 555-0100 now") == "call [number] now"
+    assert _scrub_query("iphone 15 pro size 42") == "iphone 15 pro size 42"
