@@ -9,17 +9,24 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from agents.identity import register_identity_router, register_identity_writer
 from agents.ingest import register_ingest_agent
+from agents.journey import register_journey
 from agents.publish import RetryPolicy
 from pipeline.clock import Clock, SystemClock
 from pipeline.domain.dedup import DedupWindow
 from pipeline.domain.guard import InvalidRatioGuard
+from pipeline.domain.identity_rules import KINDS, IdentityPolicy
 from pipeline.domain.ingest import IngestPolicy
 from pipeline.domain.pii import Pseudonymiser
 from pipeline.domain.quarantine import Quarantine
-from pipeline.metrics import ingest_metrics
+from pipeline.domain.sessions_summary import SessionPolicy
+from pipeline.identity.replica import AssignmentReplica
+from pipeline.metrics import IngestMetrics, identity_metrics, ingest_metrics, journey_metrics
 from pipeline.settings import Settings
+from pipeline.steps.identity import IdentityRouter, IdentityWriter
 from pipeline.steps.ingest import IngestStep
+from pipeline.steps.journey import JourneyStep
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry, SchemaRegistry
 from schemas.registry_http import HttpSchemaRegistry
@@ -66,7 +73,9 @@ def create_app(
         value_serializer="raw",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
-        topic_allow_declare=False,
+        # Faust declares only its internal topics (table changelogs, leader); ours are pre-created.
+        topic_allow_declare=True,
+        table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=5,
@@ -86,7 +95,7 @@ def create_app(
     dedup = DedupWindow(settings.dedup_capacity)
     canonical = _topic(app, settings.topic("customer-events"))
     failed = _topic(app, settings.topic("failed-events"))
-    for channel, topic_name in settings.input_topics.items():
+    for channel, topic_name in settings.input_topics.items():  # one agent per channel
         step = IngestStep(
             channel,
             topic_name,
@@ -102,7 +111,60 @@ def create_app(
         register_ingest_agent(
             app, step, canonical, failed, metrics, RetryPolicy(), tuning.batch_size, tuning.batch_within_s
         )
+    register_identity_and_journey(app, settings, codec, quarantine, registry, clock, tuning, metrics)
     return app
+
+
+def session_policy(settings: Settings) -> SessionPolicy:
+    """The sessioniser's timing from settings (seconds -> milliseconds)."""
+    idle = settings.session_idle_close_s
+    return SessionPolicy(
+        gap_ms=int(settings.session_gap_s * 1000),
+        store_gap_ms=int(settings.session_store_gap_s * 1000),
+        grace_ms=int(settings.session_grace_s * 1000),
+        max_duration_ms=int(settings.session_max_duration_s * 1000),
+        idle_close_ms=None if idle is None else int(idle * 1000),
+    )
+
+
+def register_identity_and_journey(
+    app: faust.App, settings: Settings, codec: AvroCodec, quarantine: Quarantine, registry: CollectorRegistry,
+    clock: Clock, tuning: WorkerTuning, metrics: IngestMetrics,
+) -> None:  # fmt: skip
+    """Identity routing, the single link writer, and the journey (sessions) stage."""
+    idm = identity_metrics(registry)
+    t = settings.topic
+    outputs = {
+        "resolved": _topic(app, t("resolved-events")),
+        "links": _topic(app, t("identity-links")),
+        "assignments": _topic(app, t("identity-assignments")),
+        "merges": _topic(app, t("identity-merges")),
+        "sessions": _topic(app, t("sessions")),
+        "failed": _topic(app, t("failed-events")),
+    }
+    replica = AssignmentReplica(settings.kafka_bootstrap, t("identity-assignments"))
+    retry = RetryPolicy()
+    register_identity_router(
+        app, IdentityRouter(codec, replica, idm), replica, t("customer-events"), outputs["resolved"],
+        outputs["links"], metrics, retry, tuning.batch_size, tuning.batch_within_s,
+    )  # fmt: skip
+    limit = settings.identity_max_customers_per_identifier
+    policy = IdentityPolicy({kind: limit for kind in KINDS if kind != "customer_id"})
+    register_identity_writer(
+        app, IdentityWriter(codec, policy, idm), settings.kafka_bootstrap, t("identity-links"), outputs,
+        metrics.infra_retries, retry, tuning.batch_size, tuning.batch_within_s,
+    )  # fmt: skip
+    raw: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    table: Any = app.Table("journey", default=None, schema=raw, partitions=settings.partitions, use_partitioner=True)
+    # Faust derives table serializers from key/value *types* (json unless a Record). Raw bytes keep the
+    # changelog key identical to the resolved-events key, so both land on the same partition number.
+    table.key_serializer = table.value_serializer = "raw"
+    jm = journey_metrics(registry)
+    step = JourneyStep(codec, session_policy(settings), jm, quarantine.seal, t("resolved-events"))
+    register_journey(
+        app, step, table, t("resolved-events"), outputs, clock, metrics, jm, retry,
+        tuning.batch_size, tuning.batch_within_s, settings.sweep_interval_s,
+    )  # fmt: skip
 
 
 def _topic(app: faust.App, name: str) -> Any:

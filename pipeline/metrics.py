@@ -122,6 +122,83 @@ def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
     )
 
 
+@dataclass(frozen=True)
+class IdentityMetrics:
+    """What identity routing and the link writer count."""
+
+    routed: ChildCache[Counter]
+    links: ChildCache[Counter]
+    merges: Counter
+    shared: Counter
+
+
+def identity_metrics(registry: CollectorRegistry) -> IdentityMetrics:
+    """Create the identity metrics on ``registry``."""
+    ns = "omnistream"
+    return IdentityMetrics(
+        routed=ChildCache(
+            Counter(
+                "identity_routed",
+                "Canonical events routed (resolved locally or sent as link)",
+                ["route"],
+                namespace=ns,
+                registry=registry,
+            )
+        ),
+        links=ChildCache(
+            Counter("identity_links", "Links applied by the identity writer", ["rule"], namespace=ns, registry=registry)
+        ),
+        merges=Counter("identity_merges", "Profiles merged into another", namespace=ns, registry=registry),
+        shared=Counter(
+            "shared_identifiers_detected",
+            "Identifiers found to be shared (kiosk, family tablet)",
+            namespace=ns,
+            registry=registry,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class JourneyMetrics:
+    """What the journey stage counts."""
+
+    session_versions: ChildCache[Counter]
+    late: Counter
+    forwarded: Counter
+    transfers: Counter
+    open_sessions: Gauge
+    session_duration: Histogram
+
+
+def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
+    """Create the journey metrics on ``registry``."""
+    ns = "omnistream"
+    return JourneyMetrics(
+        session_versions=ChildCache(
+            Counter("session_versions", "Session versions emitted", ["status"], namespace=ns, registry=registry)
+        ),
+        late=Counter(
+            "late_events", "Events later than the session grace, sent to failed-events", namespace=ns, registry=registry
+        ),
+        forwarded=Counter(
+            "journey_forwarded", "Events re-keyed to the profile that absorbed theirs", namespace=ns, registry=registry
+        ),
+        transfers=Counter(
+            "journey_state_transfers", "Journey states handed to a surviving profile", namespace=ns, registry=registry
+        ),
+        open_sessions=Gauge(
+            "open_sessions", "Sessions open in this worker's customers", namespace=ns, registry=registry
+        ),
+        session_duration=Histogram(
+            "session_duration_seconds",
+            "Duration of closed sessions",
+            buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200),
+            namespace=ns,
+            registry=registry,
+        ),
+    )
+
+
 def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> Callable[[], None]:
     """Serve ``/metrics`` for ``registry`` on ``port`` in a daemon thread; returns a function that stops it."""
     server, thread = start_http_server(port, addr=addr, registry=registry)

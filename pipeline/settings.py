@@ -51,6 +51,17 @@ class Settings(BaseSettings):
     schema_dir: Path | None = Field(None, description="Avro contracts directory (default: bundled)")
     schema_registry_url: str | None = Field(None, description="Confluent-compatible registry; else files")
 
+    # --- identity and sessions ----------------------------------------------------------------------------
+    session_gap_s: float = Field(1800.0, description="Inactivity gap that ends a session (event time)")
+    session_store_gap_s: float = Field(5400.0, description="Longer gap allowed when a store event is involved")
+    session_grace_s: float = Field(7200.0, description="How late an event may arrive and still be placed")
+    session_max_duration_s: float = Field(43200.0, description="Sessions longer than this are split (bots)")
+    session_idle_close_s: float | None = Field(None, description="Silence that closes a session (default gap+grace)")
+    sweep_interval_s: float = Field(60.0, gt=0, description="How often the timer sweep closes silent sessions")
+    identity_max_customers_per_identifier: int = Field(
+        1, ge=1, description="Customers an identifier may be seen with before it counts as shared"
+    )
+
     # --- processes -----------------------------------------------------------------------------------------
     metrics_port: int = Field(9464, description="Prometheus /metrics port of this process (0 = off)")
     web_port: int = Field(6066, description="Faust web port of a worker")
@@ -69,7 +80,16 @@ class Settings(BaseSettings):
     @property
     def pipeline_topics(self) -> list[str]:
         """Every topic the project creates (inputs, internal and outputs)."""
-        names = [*CHANNELS, "customer-events", "failed-events"]
+        names = [
+            *CHANNELS,
+            "customer-events",
+            "failed-events",
+            "resolved-events",
+            "sessions",
+            "identity-merges",
+            "identity-links",
+            "identity-assignments",
+        ]
         return [self.topic(n) for n in names]
 
 

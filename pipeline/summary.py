@@ -11,13 +11,14 @@ from schemas.codec import AvroCodec
 
 @dataclass
 class OutputSummary:
-    """Canonical events by channel/type and failed events by type, read back from Kafka."""
+    """Canonical events by channel/type and ingest's failed events by type (later stages' apart), from Kafka."""
 
     canonical_by_channel: Counter[str] = field(default_factory=Counter)
     canonical_by_type: Counter[tuple[str, str]] = field(default_factory=Counter)
     failed_by_type: Counter[str] = field(default_factory=Counter)
     failed_by_topic_type: Counter[tuple[str, str]] = field(default_factory=Counter)
     canonical_event_ids: Counter[str] = field(default_factory=Counter)
+    later_failed_by_type: Counter[str] = field(default_factory=Counter)
 
     @property
     def canonical_total(self) -> int:
@@ -43,6 +44,9 @@ def summarise(bootstrap: str, canonical_topic: str, failed_topic: str, codec: Av
         summary.canonical_event_ids[record["event_id"]] += 1
     for msg in iter_topic(bootstrap, failed_topic):
         record = codec.decode(msg.value).record
+        if not record["processor"].startswith("ingest/"):  # e.g. journey: later than the session grace
+            summary.later_failed_by_type[record["failure_type"]] += 1
+            continue
         summary.failed_by_type[record["failure_type"]] += 1
         summary.failed_by_topic_type[record["source_topic"], record["failure_type"]] += 1
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from pipeline.cli.demo import demo
+from pipeline.cli.evaluate import evaluate_app
 from pipeline.cli.kafka import kafka_app
 from pipeline.cli.simulate import simulate
 from pipeline.cli.worker import worker
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(evaluate_app, name="evaluate")
 app.command()(simulate)
 app.command()(worker)
 app.command()(demo)

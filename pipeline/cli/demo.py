@@ -16,13 +16,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.kafka_local import LocalKafkaError, delete_topics, ensure_topics, start_broker, stop_broker
+from pipeline.app import session_policy
+from pipeline.kafka_local import LocalKafkaError, delete_topics, start_broker, stop_broker
 from pipeline.settings import Settings, load_settings
 from pipeline.summary import OutputSummary, summarise
 from pipeline.topic_reader import topic_end_total
+from pipeline.topics import ensure_pipeline_topics
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
 
+GRACE_S = (60 + 1) * 86400
 FAILURE_OUTCOMES = (
     "decode_error",
     "unknown_schema",
@@ -60,10 +63,16 @@ def demo(
     bootstrap = result.bootstrap
     topics = settings.pipeline_topics
     delete_topics(bootstrap, topics)
-    ensure_topics(bootstrap, topics, settings.partitions, 1)
+    ensure_pipeline_topics(settings, bootstrap)
     console.print(f"fresh topics: {', '.join(topics)}")
 
-    env = {**os.environ, "OMNISTREAM_TOPIC_PREFIX": settings.topic_prefix, "OMNISTREAM_APP_ID": settings.app_id}
+    env = {
+        **os.environ,
+        "OMNISTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "OMNISTREAM_APP_ID": settings.app_id,
+        # The simulated history arrives at once: let sessions place events in any order within it.
+        "OMNISTREAM_SESSION_GRACE_S": str(GRACE_S),
+    }
     worker_log = workdir / "worker.log"
     worker = _start_worker(env, worker_log)
     console.print(f"worker started (pid {worker.pid}, log {worker_log})")
@@ -99,6 +108,8 @@ def demo(
             AvroCodec(FileSchemaRegistry()),
         )
         exit_code = _report(console, summary, expected, want_canonical, want_failed)
+        _wait_quiet(console, bootstrap, [settings.topic(t) for t in ("resolved-events", "sessions")], worker)
+        exit_code |= _journeys(console, settings.model_copy(update={"session_grace_s": float(GRACE_S)}), truth_path)
     finally:
         code = _stop_worker(worker)
         console.print(f"worker stopped with exit code {code} (log: {worker_log})")
@@ -153,6 +164,63 @@ def _wait_for_outputs(
             time.sleep(0.5)
     if worker.poll() is not None:
         console.print(f"[red]worker exited early with code {worker.returncode}[/]")
+
+
+def _wait_quiet(
+    console: Console, bootstrap: str, topics: list[str], worker: subprocess.Popen[bytes], quiet_s: float = 5.0
+) -> None:
+    """Wait until identity and sessions stop producing (the pipeline has drained), at most two minutes."""
+    last: list[int] = []
+    since = deadline = time.monotonic()
+    deadline += 120
+    with console.status("identity and sessions catching up"):
+        while time.monotonic() < deadline and worker.poll() is None:
+            now = [topic_end_total(bootstrap, t) for t in topics]
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.5)
+
+
+def _journeys(console: Console, settings: Settings, truth_path: Path) -> int:
+    from pipeline.cli.evaluate import MIN_PRECISION, MIN_RECALL, _read_state, read_attribution
+    from pipeline.domain.pii import Pseudonymiser
+    from pipeline.evaluate.identity import evaluate_identity
+    from pipeline.evaluate.sessions import evaluate_sessions
+    from pipeline.journey_summary import summarise_journeys
+
+    codec = AvroCodec(FileSchemaRegistry())
+    js = summarise_journeys(settings, codec)
+    paths = Table(title="unified sessions: top channel paths")
+    paths.add_column("path")
+    paths.add_column("sessions", justify="right")
+    for path, n in js.top_paths:
+        paths.add_row(path, str(n))
+    console.print(paths)
+    console.print(
+        f"sessions: {js.sessions} ({js.cross_channel} cross-channel) over {js.profiles} resolved customers; "
+        f"identity merges: {js.merges}"
+    )
+    assignments, shared, events = _read_state(settings)
+    secret = settings.pii_secret.get_secret_value().encode()
+    truth = json.loads(truth_path.read_text())
+    ident = evaluate_identity(events, assignments, shared, truth, Pseudonymiser(secret)).scores
+    diff, n_stream, n_batch = evaluate_sessions(
+        _session_records(settings, codec), events, read_attribution(settings, codec), session_policy(settings)
+    )
+    ok = ident.precision >= MIN_PRECISION and ident.recall >= MIN_RECALL and diff.differing == 0
+    console.print(
+        f"identity vs truth: precision {ident.precision:.3f}, recall {ident.recall:.3f}; "
+        f"sessions vs batch recomputation: {diff.differing} of {n_stream} differ ({n_batch} recomputed)"
+    )
+    return 0 if ok else 1
+
+
+def _session_records(settings: Settings, codec: AvroCodec) -> list[Any]:
+    from pipeline.topic_reader import iter_topic
+
+    return [codec.decode(m.value).record for m in iter_topic(settings.kafka_bootstrap, settings.topic("sessions"))]
 
 
 def _report(

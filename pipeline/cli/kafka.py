@@ -11,13 +11,13 @@ from rich.table import Table
 from pipeline.kafka_local import (
     LocalKafkaError,
     broker_status,
-    ensure_topics,
     parse_heap,
     start_broker,
     stop_broker,
 )
 from pipeline.kafka_local.config import BrokerLayout
 from pipeline.settings import Settings, load_settings
+from pipeline.topics import ensure_pipeline_topics, topic_specs
 
 kafka_app = typer.Typer(
     help="Run the local Apache Kafka broker (official jars via Maven, KRaft, one node) the pipeline uses.",
@@ -82,14 +82,15 @@ def up(
             console.print(
                 f"[yellow]one local broker: topics get replication factor 1, not {settings.replication_factor}[/]"
             )
-        topics = ensure_topics(result.bootstrap, settings.pipeline_topics, settings.partitions, 1)
+        topics = ensure_pipeline_topics(settings.model_copy(update={"replication_factor": 1}), result.bootstrap)
     except LocalKafkaError as error:
         raise _fail(console, error) from error
     console.print(_topic_table(topics))
-    mismatched = [name for name, count in topics.items() if count != settings.partitions]
+    wanted = {spec.name: spec.partitions for spec in topic_specs(settings)}
+    mismatched = [name for name, count in topics.items() if count != wanted.get(name, count)]
     if mismatched:
         console.print(
-            f"[yellow]existing topics keep their partition count (wanted {settings.partitions}): "
+            f"[yellow]existing topics keep their partition count (wanted {settings.partitions}, identity 1): "
             f"{', '.join(mismatched)}; `kafka down --purge` then `kafka up` recreates them[/]"
         )
     if settings.kafka_bootstrap != result.bootstrap:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -110,9 +110,12 @@ def ensure_topics(
     partitions: int,
     replication_factor: int,
     *,
+    configs: Mapping[str, str] | None = None,
     timeout_s: float = 30.0,
 ) -> dict[str, int]:
     """Create each topic in ``names`` that does not exist yet; existing topics are left untouched.
+
+    ``configs`` (topic-level settings such as ``cleanup.policy``) apply to the topics this call creates.
 
     Returns name -> partition count as the cluster reports it, so callers can notice an existing topic
     with a different count (we never add partitions: that would move keys to other partitions).
@@ -121,7 +124,10 @@ def ensure_topics(
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return {}
-    request = {name: {"num_partitions": partitions, "replication_factor": replication_factor} for name in wanted}
+    spec: dict[str, object] = {"num_partitions": partitions, "replication_factor": replication_factor}
+    if configs:
+        spec["configs"] = dict(configs)
+    request = {name: dict(spec) for name in wanted}
     with admin_client(bootstrap, timeout_s) as client:
         response = client.create_topics(request, timeout_ms=int(timeout_s * 1000), raise_errors=False)
         failures = [

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.kafka_local import ensure_topics
 from pipeline.settings import load_settings
 from pipeline.summary import OutputSummary, summarise
 from pipeline.topic_reader import topic_end_total
+from pipeline.topics import ensure_pipeline_topics
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
 from tests.integration.processes import Proc, wait_until
@@ -49,8 +49,7 @@ class PipelineEnv:
     def create(cls, bootstrap: str, workdir: Path, partitions: int = 4) -> PipelineEnv:
         tag = uuid.uuid4().hex[:8]
         env = cls(bootstrap, workdir, f"it{tag}.", f"omnistream-it-{tag}")
-        settings = env.settings()
-        ensure_topics(bootstrap, settings.pipeline_topics, partitions, 1)
+        ensure_pipeline_topics(env.settings().model_copy(update={"partitions": partitions}), bootstrap)
         return env
 
     def settings(self) -> Any:
@@ -64,6 +63,8 @@ class PipelineEnv:
             "OMNISTREAM_STATE_DIR": str(self.workdir / "state"),
             "OMNISTREAM_METRICS_PORT": str(free_port()),
             "OMNISTREAM_WEB_PORT": str(free_port()),
+            # Simulated history arrives all at once: sessions must accept any arrival order within it.
+            "OMNISTREAM_SESSION_GRACE_S": str(60 * 86400),
             **extra,
         }
 
@@ -82,6 +83,7 @@ class PipelineEnv:
     def output_count(self) -> int:
         s = self.settings()
         return sum(topic_end_total(self.bootstrap, s.topic(t)) for t in ("customer-events", "failed-events"))
+
 
     def wait_for_outputs(self, want: int, timeout_s: float, worker: Proc | None = None) -> None:
         def done() -> bool:

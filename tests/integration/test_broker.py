@@ -26,6 +26,7 @@ from pipeline.kafka_local import (
 from pipeline.kafka_local.config import BrokerLayout
 from pipeline.kafka_local.process import find_pids
 from pipeline.settings import Settings
+from pipeline.topics import topic_specs
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = "from pipeline.cli.kafka import kafka_app; kafka_app()"
@@ -93,10 +94,12 @@ def test_cli_up_creates_pipeline_topics_with_configured_partitions(
     second = _run_cli("up", "--partitions", "3", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert time.monotonic() - began < 15
-    expected = kafka_settings.model_copy(update={"topic_prefix": prefix}).pipeline_topics
+    prefixed = kafka_settings.model_copy(update={"topic_prefix": prefix, "partitions": 3})
+    expected = {spec.name: spec.partitions for spec in topic_specs(prefixed)}
     topics = list_topics(kafka_settings.kafka_bootstrap)
-    assert {name: topics.get(name) for name in expected} == dict.fromkeys(expected, 3)
-    delete_topics(kafka_settings.kafka_bootstrap, expected)
+    assert {name: topics.get(name) for name in expected} == expected
+    assert expected[prefix + "identity-links"] == 1 and expected[prefix + "web"] == 3
+    delete_topics(kafka_settings.kafka_bootstrap, list(expected))
 
 
 def test_ensure_topics_is_idempotent_and_keeps_partition_count(

@@ -48,6 +48,7 @@ def test_every_input_is_in_exactly_one_output(run: dict[str, Any]) -> None:
 
     canonical = [codec.decode(m.value).record for m in _read(env, "customer-events")]
     failed = [codec.decode(m.value).record for m in _read(env, "failed-events")]
+    failed = [r for r in failed if r["processor"].startswith("ingest/")]
     canonical_refs = Counter((r["source_topic"], r["source_partition"], r["source_offset"]) for r in canonical)
     failed_refs = Counter((r["source_topic"], r["source_partition"], r["source_offset"]) for r in failed)
     assert max(canonical_refs.values()) == 1 and max(failed_refs.values()) == 1
@@ -68,9 +69,11 @@ def test_each_failure_is_typed_as_expected(run: dict[str, Any]) -> None:
     env: PipelineEnv = run["env"]
     truth = run["truth"]
     codec = AvroCodec(FileSchemaRegistry())
+    inputs = set(truth["expected"]["per_topic_outcome"])
     got = Counter(
         (r["source_topic"], r["failure_type"])
         for r in (codec.decode(m.value).record for m in _read(env, "failed-events"))
+        if r["source_topic"] in inputs  # later stages report their own failures (late for a session)
     )
     want = Counter(
         {

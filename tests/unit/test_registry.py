@@ -45,7 +45,10 @@ BUNDLED = Path(schemas.registry.__file__).parent / "avro"
 PUBLISHED_IDS = {
     ("customer-event", 1): 2010989040,
     ("failed-event", 1): 276303330,
+    ("identity-merge", 1): 929384123,
+    ("journey-control", 1): 1589001477,
     ("mobile", 1): 1436589742,
+    ("session", 1): 790164066,
     ("social", 1): 517965402,
     ("store", 1): 1864623815,
     ("web", 1): 1922985398,
@@ -111,7 +114,17 @@ def test_docs_and_defaults_do_not_change_ids(tmp_path: Path) -> None:
 
 def test_lookups_and_unknowns() -> None:
     registry = FileSchemaRegistry()
-    assert registry.subjects() == ["customer-event", "failed-event", "mobile", "social", "store", "web"]
+    assert registry.subjects() == [
+        "customer-event",
+        "failed-event",
+        "identity-merge",
+        "journey-control",
+        "mobile",
+        "session",
+        "social",
+        "store",
+        "web",
+    ]
     assert registry.latest("web").version == 2 and registry.get("web", 1).version == 1
     assert registry.by_id(registry.get("web", 1).schema_id).subject == "web"
     assert registry.latest("web").name == "omnistream.web.WebEvent"

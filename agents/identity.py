@@ -1,0 +1,78 @@
+"""Identity agents: the router on customer-events (every worker) and the link writer on identity-links
+(one partition, so exactly one worker at a time). Both only move data; the logic is in pipeline.steps.identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from agents.publish import RetryPolicy, publish
+from pipeline.identity.replica import AssignmentReplica
+from pipeline.metrics import ChildCache, IngestMetrics
+from pipeline.steps.identity import IdentityRouter, IdentityWriter
+from pipeline.topic_reader import iter_topic
+
+log = logging.getLogger(__name__)
+
+
+def _raw(app: Any, name: str) -> Any:
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def register_identity_router(
+    app: Any, router: IdentityRouter, replica: AssignmentReplica, source: str, resolved: Any, links: Any,
+    metrics: IngestMetrics, retry: RetryPolicy, batch_size: int, within_s: float,
+) -> Any:  # fmt: skip
+    """Resolve ordinary events locally; send link events to the single writer."""
+    timer = metrics.batch_seconds.get("identity-route")
+
+    async def route(stream: Any) -> None:
+        if not replica.started:
+            replica.start()
+        # Resolving against a half-loaded replica would scatter known customers onto implicit profiles.
+        if not await asyncio.get_running_loop().run_in_executor(None, replica.wait_caught_up, 120.0):
+            log.warning("identity replica not caught up after 120s (%r); resolving anyway", replica.error)
+        async for events in stream.noack_take(batch_size, within=within_s):
+            started = time.perf_counter()
+            out = router.process_batch([e.message.value for e in events])
+            await publish(links, out.links, retry, metrics.infra_retries)
+            await publish(resolved, out.resolved, retry, metrics.infra_retries)
+            for event in events:
+                await stream.ack(event)
+            timer.observe(time.perf_counter() - started)
+
+    return app.agent(_raw(app, source), name="identity-route", concurrency=1)(route)
+
+
+def register_identity_writer(
+    app: Any, writer: IdentityWriter, bootstrap: str, source: str, outputs: dict[str, Any],
+    retries: ChildCache[Any], retry: RetryPolicy, batch_size: int, within_s: float,
+) -> Any:  # fmt: skip
+    """Apply links in log order; on taking over the partition, rebuild the graph by replaying the log."""
+
+    async def write(stream: Any) -> None:
+        async for events in stream.noack_take(batch_size, within=within_s):
+            first = events[0].message.offset
+            if first != writer.next_offset:
+                started = time.perf_counter()
+                applied = await asyncio.get_running_loop().run_in_executor(None, _replay, writer, bootstrap,
+                                                                           source, first)  # fmt: skip
+                log.info("identity writer rebuilt from %d links up to offset %d in %.1fs", applied, first,
+                         time.perf_counter() - started)  # fmt: skip
+            out = writer.process_batch([(e.message.offset, e.message.value) for e in events])
+            # Assignments before events: a router that sees the resolved output later also sees the links.
+            await publish(outputs["assignments"], out.assignments, retry, retries)
+            await publish(outputs["merges"], out.merges, retry, retries)
+            await publish(outputs["resolved"], out.controls + out.resolved, retry, retries)
+            for event in events:
+                await stream.ack(event)
+
+    return app.agent(_raw(app, source), name="identity-write", concurrency=1)(write)
+
+
+def _replay(writer: IdentityWriter, bootstrap: str, topic: str, upto: int) -> int:
+    values = (m.value for m in iter_topic(bootstrap, topic) if m.offset < upto)
+    return writer.rebuild(values, upto)

@@ -1,0 +1,68 @@
+"""Journey agent: resolved-events -> sessions, one state record per customer in a Faust table, written once
+per micro-batch; plus the timer sweep that closes sessions of customers who went silent.
+
+The table uses Kafka's partitioner on the raw profile id, the same key bytes and partition count as
+resolved-events, so a customer's state lives on the partition (and worker) that processes its events.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kafka.partitioner.default import murmur2
+
+from agents.publish import RetryPolicy, publish
+from pipeline.clock import Clock
+from pipeline.metrics import IngestMetrics, JourneyMetrics
+from pipeline.steps.journey import JourneyItem, JourneyOutput, JourneyStep
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partition for ``key`` (murmur2, as the Java client and aiokafka compute it)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def register_journey(
+    app: Any, step: JourneyStep, table: Any, source: str, outputs: dict[str, Any], clock: Clock,
+    metrics: IngestMetrics, journey_metrics: JourneyMetrics, retry: RetryPolicy, batch_size: int,
+    within_s: float, sweep_interval_s: float,
+) -> Any:  # fmt: skip
+    """Register the journey agent and its sweep timer on ``app``."""
+    source_topic = app.topic(source, key_type=bytes, value_type=bytes, key_serializer="raw",
+                             value_serializer="raw")  # fmt: skip
+    timer = metrics.batch_seconds.get("journey")
+
+    async def emit(out: JourneyOutput) -> None:
+        for key, value in out.states.items():
+            table[key] = value
+        await publish(outputs["sessions"], out.sessions, retry, metrics.infra_retries)
+        await publish(outputs["failed"], out.failed, retry, metrics.infra_retries)
+        await publish(outputs["resolved"], out.forwards, retry, metrics.infra_retries)
+
+    async def journey(stream: Any) -> None:
+        async for events in stream.noack_take(batch_size, within=within_s):
+            started = time.perf_counter()
+            items = [JourneyItem(e.message.key, e.message.value, e.message.partition, e.message.offset)
+                     for e in events]  # fmt: skip
+            await emit(step.process_batch(items, table.get, clock.now_ms()))
+            for event in events:
+                await stream.ack(event)
+            timer.observe(time.perf_counter() - started)
+
+    async def sweep() -> None:
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
+        if not assigned:
+            return
+        partitions = app.conf.topic_partitions
+        out = JourneyOutput()
+        now = clock.now_ms()
+        open_sessions = 0
+        for key, raw in list(table.data.items()):
+            if raw and partition_of(key, partitions) in assigned:
+                open_sessions += step.sweep_state(key, raw, now, out)
+        journey_metrics.open_sessions.set(open_sessions)
+        await emit(out)
+
+    app.timer(interval=sweep_interval_s, name="journey-sweep")(sweep)
+    return app.agent(source_topic, name="journey", concurrency=1)(journey)

@@ -1,0 +1,1 @@
+"""Evaluations of streamed results against ground truth and batch recomputation."""

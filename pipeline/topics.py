@@ -1,0 +1,54 @@
+"""The pipeline's topics and how each must be created.
+
+Most topics are keyed by customer and use ``settings.partitions``. Two are special:
+``identity-links`` has ONE partition because identity merges must be decided by a single writer in one total
+order (see docs/identity.md), and ``identity-assignments`` is compacted because every worker reads it from the
+beginning into its local identifier -> profile table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pipeline.kafka_local import ensure_topics
+from pipeline.settings import CHANNELS, Settings
+
+KEYED_TOPICS = (*CHANNELS, "customer-events", "failed-events", "resolved-events", "sessions", "identity-merges")
+FOREVER = {"retention.ms": "-1"}
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """How one topic is created: name (with prefix), partitions, topic-level configs."""
+
+    name: str
+    partitions: int
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic the pipeline uses, with the partitioning and configs it relies on."""
+    specs = [TopicSpec(settings.topic(name), settings.partitions) for name in KEYED_TOPICS]
+    specs.append(TopicSpec(settings.topic("identity-links"), 1, FOREVER))
+    specs.append(TopicSpec(settings.topic("identity-assignments"), 1, COMPACTED))
+    return specs
+
+
+def ensure_pipeline_topics(settings: Settings, bootstrap: str | None = None) -> dict[str, int]:
+    """Create missing pipeline topics (idempotent) and check the partition counts that correctness needs.
+
+    Raises ``RuntimeError`` when ``identity-links`` exists with more than one partition: identity would then
+    be decided by several writers in different orders.
+    """
+    bootstrap = bootstrap or settings.kafka_bootstrap
+    counts: dict[str, int] = {}
+    for spec in topic_specs(settings):
+        counts.update(
+            ensure_topics(bootstrap, [spec.name], spec.partitions, settings.replication_factor, configs=spec.configs)
+        )
+    links = settings.topic("identity-links")
+    if counts.get(links, 1) != 1:
+        raise RuntimeError(f"topic {links} has {counts[links]} partitions; it must have exactly 1 (single writer)")
+    return counts

@@ -1,0 +1,123 @@
+"""Identity and unified sessions through the real broker: against truth, against a batch recomputation, and
+the same with one worker as with two workers sharing four partitions."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.app import session_policy
+from pipeline.cli.evaluate import read_attribution
+from pipeline.domain.pii import Pseudonymiser
+from pipeline.domain.sessions_batch import comparable, latest_versions
+from pipeline.evaluate.identity import evaluate_identity
+from pipeline.evaluate.sessions import evaluate_sessions, version_from_record
+from pipeline.identity.replica import AssignmentReplica
+from pipeline.topic_reader import iter_topic, topic_end_total
+from schemas.codec import AvroCodec
+from schemas.registry import FileSchemaRegistry
+from tests.integration.pipeline_env import PipelineEnv
+from tests.integration.processes import Proc, wait_until
+
+GRACE_S = str(60 * 86400)  # the simulated history is replayed at once: any arrival order must still place
+END = datetime.now(UTC).replace(second=0, microsecond=0).isoformat()
+SIM = ("--customers", "600", "--days", "14", "--seed", "21", "--end", END)
+
+
+def _quiet(env: PipelineEnv, workers: list[Proc], quiet_s: float = 8.0, timeout_s: float = 300.0) -> None:
+    """Wait until no output topic has grown for ``quiet_s`` (the pipeline has drained)."""
+    s = env.settings()
+    topics = [s.topic(t) for t in ("customer-events", "resolved-events", "sessions", "identity-assignments")]
+    last: list[int] = []
+    stable_since = time.monotonic()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for w in workers:
+            assert w.alive(), w.log_tail()
+        now = [topic_end_total(env.bootstrap, t) for t in topics]
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif now[0] > 0 and time.monotonic() - stable_since >= quiet_s:
+            return
+        time.sleep(1)
+    raise AssertionError(f"pipeline did not drain in {timeout_s}s: {last}")
+
+
+def _run(bootstrap: str, workdir: Path, workers: int) -> dict[str, Any]:
+    env = PipelineEnv.create(bootstrap, workdir)
+    truth = env.simulate(*SIM)
+    extra = {"OMNISTREAM_SESSION_GRACE_S": GRACE_S, "OMNISTREAM_SWEEP_INTERVAL_S": "5"}
+    procs = [env.start_worker(f"worker-{i}", OMNISTREAM_WORKER_ID=str(i), **extra) for i in range(workers)]
+    try:
+        wait_until(lambda: env.output_count() >= truth["expected"]["unique_valid_events"], 300, what="ingest")
+        _quiet(env, procs)
+    finally:
+        codes = [p.terminate() for p in procs]
+    assert codes == [0] * workers, [p.log_tail() for p in procs]
+    s = env.settings().model_copy(update={"session_grace_s": float(GRACE_S)})
+    codec = AvroCodec(FileSchemaRegistry())
+    replica = AssignmentReplica(bootstrap, s.topic("identity-assignments"))
+    for m in iter_topic(bootstrap, s.topic("identity-assignments")):
+        replica.apply(m.key or b"", m.value)
+    events = [codec.decode(m.value).record for m in iter_topic(bootstrap, s.topic("customer-events"))]
+    sessions = [codec.decode(m.value).record for m in iter_topic(bootstrap, s.topic("sessions"))]
+    return {"settings": s, "truth": truth, "assignments": replica.assignments, "shared": replica.shared,
+            "events": events, "sessions": sessions, "attribution": read_attribution(s, codec)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _run(kafka_bootstrap, tmp_path_factory.mktemp("one"), workers=1)
+
+
+@pytest.fixture(scope="module")
+def two_workers(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _run(kafka_bootstrap, tmp_path_factory.mktemp("two"), workers=2)
+
+
+def test_identity_matches_truth(one_worker: dict[str, Any]) -> None:
+    r = one_worker
+    secret = r["settings"].pii_secret.get_secret_value().encode()
+    report = evaluate_identity(r["events"], r["assignments"], r["shared"], r["truth"], Pseudonymiser(secret))
+    print(f"identity: precision {report.scores.precision:.4f} recall {report.scores.recall:.4f} "
+          f"over {report.scores.nodes} identifiers")  # fmt: skip
+    assert report.scores.precision >= 0.99
+    assert report.scores.recall >= 0.95
+    # Kiosks used by several people are detected as shared and never join them.
+    kiosks = [k for k, v in r["truth"]["shared_identifier_users"].items()
+              if v["kind"] == "store_kiosk" and len(v["person_ids"]) > 1]  # fmt: skip
+    assert kiosks and all(k in r["shared"] or k not in r["assignments"] for k in kiosks)
+
+
+def test_sessions_equal_batch_recomputation(one_worker: dict[str, Any]) -> None:
+    r = one_worker
+    policy = session_policy(r["settings"])
+    diff, n_stream, n_batch = evaluate_sessions(r["sessions"], r["events"], r["attribution"], policy)
+    print(f"sessions: {n_stream} streamed, {n_batch} batch, {diff.differing} differ")
+    assert n_stream > 100
+    assert len(r["attribution"]) == r["truth"]["expected"]["unique_valid_events"], "every event attributed"
+    assert diff.differing == 0 and not diff.only_batch
+
+
+def test_two_workers_give_the_same_results(one_worker: dict[str, Any], two_workers: dict[str, Any]) -> None:
+    for field in ("per_kind", "per_outcome", "unique_valid_events", "duplicates"):
+        assert one_worker["truth"]["expected"][field] == two_workers["truth"]["expected"][field]
+
+    def partition(r: dict[str, Any]) -> set[frozenset[str]]:
+        groups: dict[str, set[str]] = {}
+        for node, profile in r["assignments"].items():
+            groups.setdefault(profile, set()).add(node)
+        return {frozenset(g) for g in groups.values()}
+
+    assert partition(one_worker) == partition(two_workers)
+    assert one_worker["shared"] == two_workers["shared"]
+
+    def sessions(r: dict[str, Any]) -> list[Any]:
+        return sorted(map(comparable, latest_versions(version_from_record(x) for x in r["sessions"])), key=repr)
+
+    assert sessions(one_worker) == sessions(two_workers)
+    assert len(sessions(one_worker)) > 100
