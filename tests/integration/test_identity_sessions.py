@@ -121,3 +121,22 @@ def test_two_workers_give_the_same_results(one_worker: dict[str, Any], two_worke
 
     assert sessions(one_worker) == sessions(two_workers)
     assert len(sessions(one_worker)) > 100
+
+
+def test_silent_customers_get_their_sessions_closed_by_the_sweep(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = PipelineEnv.create(kafka_bootstrap, tmp_path)
+    env.simulate("--customers", "40", "--days", "1", "--seed", "8", "--bad-share", "0")
+    worker = env.start_worker(OMNISTREAM_SESSION_IDLE_CLOSE_S="2", OMNISTREAM_SWEEP_INTERVAL_S="1")
+    codec = AvroCodec(FileSchemaRegistry())
+    s = env.settings()
+
+    def all_closed() -> bool:
+        records = [codec.decode(m.value).record for m in iter_topic(env.bootstrap, s.topic("sessions"))]
+        latest = latest_versions(version_from_record(r) for r in records)
+        return bool(latest) and all(v.status == "closed" for v in latest)
+
+    try:
+        # No event arrives after the simulation: only the processing-time sweep can close the last sessions.
+        wait_until(all_closed, 120, what="every session closed by the sweep")
+    finally:
+        assert worker.terminate() == 0, worker.log_tail()
