@@ -108,7 +108,8 @@ def demo(
             AvroCodec(FileSchemaRegistry()),
         )
         exit_code = _report(console, summary, expected, want_canonical, want_failed)
-        _wait_quiet(console, bootstrap, [settings.topic(t) for t in ("resolved-events", "sessions")], worker)
+        if not _wait_drained(console, settings, bootstrap, worker, timeout):
+            exit_code = 1
         exit_code |= _journeys(console, settings.model_copy(update={"session_grace_s": float(GRACE_S)}), truth_path)
     finally:
         code = _stop_worker(worker)
@@ -166,21 +167,25 @@ def _wait_for_outputs(
         console.print(f"[red]worker exited early with code {worker.returncode}[/]")
 
 
-def _wait_quiet(
-    console: Console, bootstrap: str, topics: list[str], worker: subprocess.Popen[bytes], quiet_s: float = 5.0
-) -> None:
-    """Wait until identity and sessions stop producing (the pipeline has drained), at most two minutes."""
-    last: list[int] = []
-    since = deadline = time.monotonic()
-    deadline += 120
-    with console.status("identity and sessions catching up"):
-        while time.monotonic() < deadline and worker.poll() is None:
-            now = [topic_end_total(bootstrap, t) for t in topics]
-            if now != last:
-                last, since = now, time.monotonic()
-            elif time.monotonic() - since >= quiet_s:
-                return
-            time.sleep(0.5)
+def _wait_drained(
+    console: Console, settings: Settings, bootstrap: str, worker: subprocess.Popen[bytes], timeout: float
+) -> bool:
+    """Wait until the worker group has consumed everything and identity and sessions stopped producing."""
+    from pipeline.drain import wait_drained
+
+    with console.status("identity and sessions catching up") as status:
+        try:
+            wait_drained(
+                settings,
+                bootstrap=bootstrap,
+                timeout_s=timeout,
+                alive=lambda: worker.poll() is None,
+                on_progress=lambda lag: status.update(f"identity and sessions catching up: {lag} messages behind"),
+            )
+        except (TimeoutError, RuntimeError) as exc:
+            console.print(f"[red]{exc}[/]")
+            return False
+    return True
 
 
 def _journeys(console: Console, settings: Settings, truth_path: Path) -> int:

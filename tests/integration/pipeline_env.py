@@ -84,7 +84,6 @@ class PipelineEnv:
         s = self.settings()
         return sum(topic_end_total(self.bootstrap, s.topic(t)) for t in ("customer-events", "failed-events"))
 
-
     def wait_for_outputs(self, want: int, timeout_s: float, worker: Proc | None = None) -> None:
         def done() -> bool:
             if worker is not None and not worker.alive():

@@ -3,7 +3,6 @@ the same with one worker as with two workers sharing four partitions."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,37 +13,19 @@ from pipeline.app import session_policy
 from pipeline.cli.evaluate import read_attribution
 from pipeline.domain.pii import Pseudonymiser
 from pipeline.domain.sessions_batch import comparable, latest_versions
+from pipeline.drain import wait_drained
 from pipeline.evaluate.identity import evaluate_identity
 from pipeline.evaluate.sessions import evaluate_sessions, version_from_record
 from pipeline.identity.replica import AssignmentReplica
-from pipeline.topic_reader import iter_topic, topic_end_total
+from pipeline.topic_reader import iter_topic
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
 from tests.integration.pipeline_env import PipelineEnv
-from tests.integration.processes import Proc, wait_until
+from tests.integration.processes import wait_until
 
 GRACE_S = str(60 * 86400)  # the simulated history is replayed at once: any arrival order must still place
 END = datetime.now(UTC).replace(second=0, microsecond=0).isoformat()
 SIM = ("--customers", "600", "--days", "14", "--seed", "21", "--end", END)
-
-
-def _quiet(env: PipelineEnv, workers: list[Proc], quiet_s: float = 8.0, timeout_s: float = 300.0) -> None:
-    """Wait until no output topic has grown for ``quiet_s`` (the pipeline has drained)."""
-    s = env.settings()
-    topics = [s.topic(t) for t in ("customer-events", "resolved-events", "sessions", "identity-assignments")]
-    last: list[int] = []
-    stable_since = time.monotonic()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for w in workers:
-            assert w.alive(), w.log_tail()
-        now = [topic_end_total(env.bootstrap, t) for t in topics]
-        if now != last:
-            last, stable_since = now, time.monotonic()
-        elif now[0] > 0 and time.monotonic() - stable_since >= quiet_s:
-            return
-        time.sleep(1)
-    raise AssertionError(f"pipeline did not drain in {timeout_s}s: {last}")
 
 
 def _run(bootstrap: str, workdir: Path, workers: int) -> dict[str, Any]:
@@ -54,7 +35,7 @@ def _run(bootstrap: str, workdir: Path, workers: int) -> dict[str, Any]:
     procs = [env.start_worker(f"worker-{i}", OMNISTREAM_WORKER_ID=str(i), **extra) for i in range(workers)]
     try:
         wait_until(lambda: env.output_count() >= truth["expected"]["unique_valid_events"], 300, what="ingest")
-        _quiet(env, procs)
+        wait_drained(env.settings(), quiet_s=5, alive=lambda: all(p.alive() for p in procs))
     finally:
         codes = [p.terminate() for p in procs]
     assert codes == [0] * workers, [p.log_tail() for p in procs]
@@ -93,14 +74,15 @@ def test_identity_matches_truth(one_worker: dict[str, Any]) -> None:
     assert kiosks and all(k in r["shared"] or k not in r["assignments"] for k in kiosks)
 
 
-def test_sessions_equal_batch_recomputation(one_worker: dict[str, Any]) -> None:
-    r = one_worker
+@pytest.mark.parametrize("run", ["one_worker", "two_workers"])
+def test_sessions_equal_batch_recomputation(run: str, request: pytest.FixtureRequest) -> None:
+    r = request.getfixturevalue(run)
     policy = session_policy(r["settings"])
     diff, n_stream, n_batch = evaluate_sessions(r["sessions"], r["events"], r["attribution"], policy)
     print(f"sessions: {n_stream} streamed, {n_batch} batch, {diff.differing} differ")
     assert n_stream > 100
     assert len(r["attribution"]) == r["truth"]["expected"]["unique_valid_events"], "every event attributed"
-    assert diff.differing == 0 and not diff.only_batch
+    assert diff.differing == 0 and not diff.only_batch, f"stream: {diff.only_stream[:2]} batch: {diff.only_batch[:2]}"
 
 
 def test_two_workers_give_the_same_results(one_worker: dict[str, Any], two_workers: dict[str, Any]) -> None:
@@ -119,7 +101,12 @@ def test_two_workers_give_the_same_results(one_worker: dict[str, Any], two_worke
     def sessions(r: dict[str, Any]) -> list[Any]:
         return sorted(map(comparable, latest_versions(version_from_record(x) for x in r["sessions"])), key=repr)
 
-    assert sessions(one_worker) == sessions(two_workers)
+    one, two = sessions(one_worker), sessions(two_workers)
+    only_one, only_two = set(one) - set(two), set(two) - set(one)
+    assert one == two, (
+        f"{len(only_one)} only with one worker, e.g. {sorted(only_one, key=repr)[:2]}; "
+        f"{len(only_two)} only with two, e.g. {sorted(only_two, key=repr)[:2]}"
+    )
     assert len(sessions(one_worker)) > 100
 
 
