@@ -87,6 +87,9 @@ class Settings(BaseSettings):
             "resolved-events",
             "sessions",
             "identity-merges",
+            "journey-stages",
+            "signals",
+            "customer-profiles",
             "identity-links",
             "identity-assignments",
         ]

@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from pipeline.kafka_local import ensure_topics
 from pipeline.settings import CHANNELS, Settings
 
-KEYED_TOPICS = (*CHANNELS, "customer-events", "failed-events", "resolved-events", "sessions", "identity-merges")
+KEYED_TOPICS = (
+    *CHANNELS,
+    "customer-events",
+    "failed-events",
+    "resolved-events",
+    "sessions",
+    "identity-merges",
+    "journey-stages",
+    "signals",
+    "customer-profiles",
+)
 FOREVER = {"retention.ms": "-1"}
 COMPACTED = {"cleanup.policy": "compact"}
 
