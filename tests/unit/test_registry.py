@@ -44,11 +44,14 @@ BUNDLED = Path(schemas.registry.__file__).parent / "avro"
 # Adding a new version means adding a line here.
 PUBLISHED_IDS = {
     ("customer-event", 1): 2010989040,
+    ("customer-profile", 1): 546445731,
     ("failed-event", 1): 276303330,
     ("identity-merge", 1): 929384123,
     ("journey-control", 1): 1589001477,
+    ("journey-stage", 1): 1684897606,
     ("mobile", 1): 1436589742,
     ("session", 1): 790164066,
+    ("signal", 1): 309000299,
     ("social", 1): 517965402,
     ("store", 1): 1864623815,
     ("web", 1): 1922985398,
@@ -116,11 +119,14 @@ def test_lookups_and_unknowns() -> None:
     registry = FileSchemaRegistry()
     assert registry.subjects() == [
         "customer-event",
+        "customer-profile",
         "failed-event",
         "identity-merge",
         "journey-control",
+        "journey-stage",
         "mobile",
         "session",
+        "signal",
         "social",
         "store",
         "web",
