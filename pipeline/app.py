@@ -155,10 +155,13 @@ def register_identity_and_journey(
         metrics.infra_retries, retry, tuning.batch_size, tuning.batch_within_s,
     )  # fmt: skip
     raw: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    table: Any = app.Table("journey", default=None, schema=raw, partitions=settings.partitions, use_partitioner=True)
-    # Faust derives table serializers from key/value *types* (json unless a Record). Raw bytes keep the
-    # changelog key identical to the resolved-events key, so both land on the same partition number.
-    table.key_serializer = table.value_serializer = "raw"
+    # Faust derives table serializers from key/value *types* (json unless bytes or a Record) when the table is
+    # built, and the changelog topic and recovery decode with them: the types must say bytes from the start.
+    # Raw bytes keep the changelog key identical to the resolved-events key, so both land on the same partition.
+    table: Any = app.Table(
+        "journey", default=None, key_type=bytes, value_type=bytes, schema=raw,
+        partitions=settings.partitions, use_partitioner=True,
+    )  # fmt: skip
     jm = journey_metrics(registry)
     step = JourneyStep(codec, session_policy(settings), jm, quarantine.seal, t("resolved-events"))
     register_journey(
