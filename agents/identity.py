@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from agents.publish import RetryPolicy, publish
@@ -50,6 +51,7 @@ def register_identity_router(
 def register_identity_writer(
     app: Any, writer: IdentityWriter, bootstrap: str, source: str, outputs: dict[str, Any],
     retries: ChildCache[Any], retry: RetryPolicy, batch_size: int, within_s: float,
+    client_config: Mapping[str, Any] | None = None,
 ) -> Any:  # fmt: skip
     """Apply links in log order; on taking over the partition, rebuild the graph by replaying the log."""
 
@@ -59,7 +61,7 @@ def register_identity_writer(
             if first != writer.next_offset:
                 started = time.perf_counter()
                 applied = await asyncio.get_running_loop().run_in_executor(None, _replay, writer, bootstrap,
-                                                                           source, first)  # fmt: skip
+                                                                           source, first, client_config)  # fmt: skip
                 log.info("identity writer rebuilt from %d links up to offset %d in %.1fs", applied, first,
                          time.perf_counter() - started)  # fmt: skip
             out = writer.process_batch([(e.message.offset, e.message.value) for e in events])
@@ -73,6 +75,8 @@ def register_identity_writer(
     return app.agent(_raw(app, source), name="identity-write", concurrency=1)(write)
 
 
-def _replay(writer: IdentityWriter, bootstrap: str, topic: str, upto: int) -> int:
-    values = (m.value for m in iter_topic(bootstrap, topic) if m.offset < upto)
+def _replay(
+    writer: IdentityWriter, bootstrap: str, topic: str, upto: int, client_config: Mapping[str, Any] | None
+) -> int:
+    values = (m.value for m in iter_topic(bootstrap, topic, client_config=client_config) if m.offset < upto)
     return writer.rebuild(values, upto)

@@ -199,6 +199,47 @@ def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
     )
 
 
+@dataclass(frozen=True)
+class ConsumerMetrics:
+    """What the Faust sensor exports about the worker's Kafka consumer (pipeline/faust_sensor.py).
+
+    Consumer lag per partition is not here: it is computed when scraped (``ConsumerLagCollector``), so it
+    keeps growing on the dashboard even while the worker's event loop is stuck.
+    """
+
+    rebalances: Counter
+    rebalance_seconds: Histogram
+    commit_seconds: Histogram
+    assigned_partitions: Gauge
+
+
+def consumer_metrics(registry: CollectorRegistry) -> ConsumerMetrics:
+    """Create the consumer-group metrics on ``registry``."""
+    ns = "omnistream"
+    return ConsumerMetrics(
+        rebalances=Counter(
+            "rebalances", "Consumer-group rebalances this worker took part in", namespace=ns, registry=registry
+        ),
+        rebalance_seconds=Histogram(
+            "rebalance_seconds",
+            "Wall time from a rebalance starting to this worker resuming with its new partitions",
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            namespace=ns,
+            registry=registry,
+        ),
+        commit_seconds=Histogram(
+            "commit_seconds",
+            "Wall time of one offset commit (producer flush + Kafka commit)",
+            buckets=BATCH_BUCKETS,
+            namespace=ns,
+            registry=registry,
+        ),
+        assigned_partitions=Gauge(
+            "assigned_partitions", "Partitions currently assigned to this worker", namespace=ns, registry=registry
+        ),
+    )
+
+
 def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> Callable[[], None]:
     """Serve ``/metrics`` for ``registry`` on ``port`` in a daemon thread; returns a function that stops it."""
     server, thread = start_http_server(port, addr=addr, registry=registry)

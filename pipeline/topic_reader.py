@@ -6,8 +6,9 @@ Reads what was in the topic when the call started; messages produced meanwhile m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -23,7 +24,9 @@ class TopicMessage:
     value: bytes
 
 
-def iter_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Iterator[TopicMessage]:
+def iter_topic(
+    bootstrap: str, topic: str, timeout_s: float = 30.0, client_config: Mapping[str, Any] | None = None
+) -> Iterator[TopicMessage]:
     """Yield every message of ``topic`` from the earliest offset up to the end offsets seen at the start.
 
     Raises ``TimeoutError`` if the end is not reached within ``timeout_s`` (broker gone, topic truncated).
@@ -34,6 +37,7 @@ def iter_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Iterator[
         group_id=None,
         consumer_timeout_ms=int(timeout_s * 1000),
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        **(client_config or {}),
     )
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -59,9 +63,11 @@ def iter_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Iterator[
         consumer.close()
 
 
-def topic_end_total(bootstrap: str, topic: str) -> int:
+def topic_end_total(bootstrap: str, topic: str, client_config: Mapping[str, Any] | None = None) -> int:
     """Sum of the end offsets of every partition of ``topic`` (its message count when never truncated)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False, **(client_config or {})
+    )
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in partitions]

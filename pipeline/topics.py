@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pipeline.kafka_local import ensure_topics
+from pipeline.security import settings_client_config
 from pipeline.settings import CHANNELS, Settings
 
 KEYED_TOPICS = (
@@ -54,9 +55,17 @@ def ensure_pipeline_topics(settings: Settings, bootstrap: str | None = None) -> 
     """
     bootstrap = bootstrap or settings.kafka_bootstrap
     counts: dict[str, int] = {}
+    client = settings_client_config(settings)
     for spec in topic_specs(settings):
         counts.update(
-            ensure_topics(bootstrap, [spec.name], spec.partitions, settings.replication_factor, configs=spec.configs)
+            ensure_topics(
+                bootstrap,
+                [spec.name],
+                spec.partitions,
+                settings.replication_factor,
+                configs=spec.configs,
+                client_config=client,
+            )
         )
     links = settings.topic("identity-links")
     if counts.get(links, 1) != 1:

@@ -2,38 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+import sys
+import threading
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from pipeline.settings import DEV_PII_SECRET, load_settings
 
+#: Exit codes beyond the agents' own (agents/publish.py): a stop that overran its bound, refused credentials.
+EXIT_SHUTDOWN_TIMEOUT = 70  # EX_SOFTWARE: the clean stop did not finish within OMNISTREAM_SHUTDOWN_TIMEOUT_S
+EXIT_AUTH = 77  # EX_NOPERM: the brokers refused the configured credentials
+EXIT_CONFIG = 78  # EX_CONFIG: security settings incomplete or unreadable
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the brokers did not answer at start-up
+
 
 def worker(
     worker_id: Annotated[
-        int,
+        int | None,
         typer.Option(help="Index of this worker on the host: offsets the metrics/web ports, own state dir"),
-    ] = 0,
+    ] = None,
     bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap servers (default from settings)")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Base /metrics port; worker N serves on base+N")] = None,
-    log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
+    log_level: Annotated[str | None, typer.Option(help="Log level (default OMNISTREAM_LOG_LEVEL)")] = None,
 ) -> None:
-    """Run one stream worker: ingest (decode, validate, pseudonymise, dedup) for every channel topic.
+    """Run one stream worker: ingest, identity and sessions for its share of the partitions.
 
-    Stops on SIGTERM/SIGINT after the current batch: outputs flushed, offsets of finished events committed.
+    Several workers (on one host or many) with the same OMNISTREAM_APP_ID share the partitions; on one host give
+    each its own --worker-id (ports base+N, state dir <state_dir>/worker-N). On SIGTERM/SIGINT the worker stops
+    taking new batches, finishes the current one, flushes its outputs, commits the offsets and exits 0; if that
+    takes longer than OMNISTREAM_SHUTDOWN_TIMEOUT_S it exits 70 (the uncommitted batch is replayed).
     """
-    import faust
     from prometheus_client import CollectorRegistry
 
     from pipeline.app import create_app
     from pipeline.logs import quiet_repeats
     from pipeline.metrics import serve_metrics
+    from pipeline.security import KafkaAuthError, SecurityConfigError, check_connection, kafka_security
 
-    overrides: dict[str, object] = {"worker_id": worker_id, "log_level": log_level}
-    if bootstrap:
-        overrides["kafka_bootstrap"] = bootstrap
-    if metrics_port is not None:
-        overrides["metrics_port"] = metrics_port
+    overrides: dict[str, object] = {}
+    for name, value in (("worker_id", worker_id), ("kafka_bootstrap", bootstrap), ("metrics_port", metrics_port),
+                        ("log_level", log_level)):  # fmt: skip
+        if value is not None:
+            overrides[name] = value
     settings = load_settings(**overrides)
     if settings.pii_secret.get_secret_value() == DEV_PII_SECRET:
         typer.secho(
@@ -41,9 +53,53 @@ def worker(
             fg="yellow",
             err=True,
         )
+    try:
+        security = kafka_security(settings)
+        check_connection(settings.kafka_bootstrap, security)
+    except SecurityConfigError as exc:
+        _die(f"Kafka security settings: {exc}", EXIT_CONFIG)
+    except KafkaAuthError as exc:
+        _die(str(exc), EXIT_AUTH)
+    except ConnectionError as exc:
+        _die(str(exc), EXIT_UNAVAILABLE)
+    port = settings.metrics_port + settings.worker_id if settings.metrics_port else 0
+    typer.echo(
+        f"worker {settings.worker_id}: group {settings.app_id} on {settings.kafka_bootstrap} "
+        f"({security.describe()}), metrics :{port or 'off'}, web :{settings.web_port + settings.worker_id}",
+        err=True,
+    )
     registry = CollectorRegistry()
-    if settings.metrics_port:
-        serve_metrics(registry, settings.metrics_port + settings.worker_id)
+    if port:
+        serve_metrics(registry, port)
     app = create_app(settings, registry)
     quiet_repeats()
-    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    bounded_worker(app, settings.log_level, settings.shutdown_timeout_s).execute_from_commandline()
+
+
+def bounded_worker(app: Any, log_level: str, shutdown_timeout_s: float) -> Any:
+    """A Faust worker whose stop on SIGTERM/SIGINT is bounded: after ``shutdown_timeout_s`` it exits 70.
+
+    Faust's own stop waits for the agents to finish their batch and then commits; a batch stuck on a dead
+    broker would otherwise keep the process (and a rolling deployment) waiting forever.
+    """
+    import faust
+
+    class BoundedWorker(faust.Worker):
+        def _schedule_shutdown(self, signal: Any) -> None:
+            if not self._signal_stop_time:
+                timer = threading.Timer(shutdown_timeout_s, _overran, args=(shutdown_timeout_s,))
+                timer.daemon = True
+                timer.start()
+            super()._schedule_shutdown(signal)
+
+    return BoundedWorker(app, loglevel=log_level, quiet=True)
+
+
+def _overran(timeout_s: float) -> None:
+    print(f"omnistream worker: clean stop took longer than {timeout_s:.0f}s; exiting", file=sys.stderr, flush=True)
+    os._exit(EXIT_SHUTDOWN_TIMEOUT)
+
+
+def _die(message: str, code: int) -> NoReturn:
+    typer.secho(f"omnistream worker: {message}", fg="red", err=True)
+    raise typer.Exit(code)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -32,7 +34,8 @@ def encode_assignment(profile_id: str | None) -> bytes:
 class AssignmentReplica:
     """Local identifier -> profile map fed by the assignments topic; ``shared`` holds shared identifiers."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, client_config: Mapping[str, Any] | None = None) -> None:
+        self._client_config = dict(client_config or {})
         self.assignments: dict[str, str] = {}
         self.shared: set[str] = set()
         self._bootstrap = bootstrap
@@ -80,7 +83,9 @@ class AssignmentReplica:
                 time.sleep(2)
 
     def _consume(self) -> None:
-        consumer = KafkaConsumer(bootstrap_servers=self._bootstrap.split(","), group_id=None, enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._bootstrap.split(","), group_id=None, enable_auto_commit=False, **self._client_config
+        )
         try:
             parts = consumer.partitions_for_topic(self._topic) or set()
             if not parts:

@@ -20,7 +20,9 @@ _UNKNOWN_TOPIC = kafka_errors.UnknownTopicOrPartitionError.errno
 
 
 @contextmanager
-def admin_client(bootstrap: str, timeout_s: float = 10.0) -> Iterator[Any]:
+def admin_client(
+    bootstrap: str, timeout_s: float = 10.0, client_config: Mapping[str, Any] | None = None
+) -> Iterator[Any]:
     """A connected KafkaAdminClient, closed on exit.
 
     Construction already fetches cluster metadata, so this raises LocalKafkaError if the cluster does not
@@ -33,6 +35,7 @@ def admin_client(bootstrap: str, timeout_s: float = 10.0) -> Iterator[Any]:
             client_id=_CLIENT_ID,
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=max(timeout_ms, 3000),
+            **(client_config or {}),
         )
     except kafka_errors.KafkaError as exc:
         raise LocalKafkaError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f} s ({exc})") from exc
@@ -112,6 +115,7 @@ def ensure_topics(
     *,
     configs: Mapping[str, str] | None = None,
     timeout_s: float = 30.0,
+    client_config: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Create each topic in ``names`` that does not exist yet; existing topics are left untouched.
 
@@ -128,7 +132,7 @@ def ensure_topics(
     if configs:
         spec["configs"] = dict(configs)
     request = {name: dict(spec) for name in wanted}
-    with admin_client(bootstrap, timeout_s) as client:
+    with admin_client(bootstrap, timeout_s, client_config) as client:
         response = client.create_topics(request, timeout_ms=int(timeout_s * 1000), raise_errors=False)
         failures = [
             f"{topic['name']}: {kafka_errors.for_code(topic['error_code']).__name__}"

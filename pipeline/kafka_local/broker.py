@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -100,13 +100,13 @@ def _cluster_id(layout: BrokerLayout) -> str:
     return cluster_id
 
 
-def _format_storage(java: str, layout: BrokerLayout, report: Report) -> None:
+def _format_storage(java: str, layout: BrokerLayout, report: Report, extra_args: Sequence[str] = ()) -> None:
     if layout.formatted_marker.is_file():
         return
     cluster_id = _cluster_id(layout)
     report(f"formatting KRaft storage in {layout.data_dir} (cluster id {cluster_id}) …")
     done = subprocess.run(
-        format_command(java, layout, cluster_id), capture_output=True, text=True, timeout=120, check=False
+        format_command(java, layout, cluster_id, extra_args), capture_output=True, text=True, timeout=120, check=False
     )
     if done.returncode != 0:
         output = (done.stdout + done.stderr).strip()
@@ -163,6 +163,8 @@ def start_broker(
     heap: tuple[str, ...] = DEFAULT_HEAP,
     pom: Path | None = None,
     report: Report = _quiet,
+    extra_properties: Mapping[str, str] | None = None,
+    format_args: Sequence[str] = (),
 ) -> StartResult:
     """Make sure a broker answers at the local bootstrap, starting ours if needed. Idempotent.
 
@@ -172,6 +174,7 @@ def start_broker(
       metadata really answers (``settings.broker_start_timeout_s``).
     Raises LocalKafkaError for missing java/mvn, Maven failures, ports held by non-Kafka processes, or a
     broker that dies or stays silent during start (then it is stopped and the log tail is in ``details``).
+    ``extra_properties`` and ``format_args``: see ``render_server_properties`` and ``format_command``.
     """
     layout = BrokerLayout.from_settings(settings)
     timeout_s = settings.broker_start_timeout_s
@@ -194,9 +197,9 @@ def start_broker(
         _check_ports(layout)
         libs = ensure_jars(settings.kafka_cache_dir, settings.kafka_version, mvn=mvn, pom=pom, report=report)
         layout = replace(layout, libs=libs)
-        layout.server_properties.write_text(render_server_properties(layout, settings.partitions))
+        layout.server_properties.write_text(render_server_properties(layout, settings.partitions, extra_properties))
         layout.log4j_properties.write_text(render_log4j_properties())
-        _format_storage(java_path, layout, report)
+        _format_storage(java_path, layout, report, format_args)
         new_pid = spawn_detached(broker_command(java_path, layout, heap), layout.log_file, cwd=layout.root)
         layout.pid_file.write_text(f"{new_pid}\n")
         report(f"starting Kafka {settings.kafka_version} broker (pid {new_pid}, log {layout.log_file}) …")

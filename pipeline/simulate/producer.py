@@ -111,7 +111,14 @@ def compression_type() -> str | None:
 class KafkaSink:
     """kafka-python producer with delivery accounting. Construct it, then :meth:`check_topics`."""
 
-    def __init__(self, bootstrap: str, *, client_id: str = "omnistream-simulate", max_block_ms: int = 15_000) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "omnistream-simulate",
+        max_block_ms: int = 15_000,
+        client_config: Mapping[str, Any] | None = None,
+    ) -> None:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
@@ -128,6 +135,7 @@ class KafkaSink:
                 max_block_ms=max_block_ms,
                 # The oversized bad input is 100 KB; keep well above it so it reaches ingest's size check.
                 max_request_size=4 * 1024 * 1024,
+                **(client_config or {}),
             )
         except KafkaError as exc:
             raise DeliveryError(f"cannot connect to Kafka at {bootstrap}: {exc!r}") from exc

@@ -70,7 +70,9 @@ def run_simulation(
     elif dry_run:
         sink = NullSink()
     else:
-        kafka = KafkaSink(settings.kafka_bootstrap)
+        from pipeline.security import settings_client_config
+
+        kafka = KafkaSink(settings.kafka_bootstrap, client_config=settings_client_config(settings))
         kafka.check_topics(topics.values())
         sink = kafka
     # An exact total for the progress bar costs one extra generation pass (cheap next to encoding+sending).
