@@ -15,6 +15,7 @@ from kafka.partitioner.default import murmur2
 from agents.publish import RetryPolicy, publish
 from pipeline.clock import Clock
 from pipeline.metrics import IngestMetrics, JourneyMetrics
+from pipeline.metrics_journey import JourneySignalMetrics
 from pipeline.steps.journey import JourneyItem, JourneyOutput, JourneyStep
 
 
@@ -26,7 +27,7 @@ def partition_of(key: bytes, partitions: int) -> int:
 def register_journey(
     app: Any, step: JourneyStep, table: Any, source: str, outputs: dict[str, Any], clock: Clock,
     metrics: IngestMetrics, journey_metrics: JourneyMetrics, retry: RetryPolicy, batch_size: int,
-    within_s: float, sweep_interval_s: float,
+    within_s: float, sweep_interval_s: float, signal_metrics: JourneySignalMetrics | None = None,
 ) -> Any:  # fmt: skip
     """Register the journey agent and its sweep timer on ``app``."""
     source_topic = app.topic(source, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -39,6 +40,10 @@ def register_journey(
         await publish(outputs["sessions"], out.sessions, retry, metrics.infra_retries)
         await publish(outputs["failed"], out.failed, retry, metrics.infra_retries)
         await publish(outputs["resolved"], out.forwards, retry, metrics.infra_retries)
+        if "journey-stages" in outputs:  # stages before signals: a consumer sees the stage a signal refers to
+            await publish(outputs["journey-stages"], out.journey.transitions, retry, metrics.infra_retries)
+            await publish(outputs["signals"], out.journey.signals, retry, metrics.infra_retries)
+            await publish(outputs["customer-profiles"], out.journey.profiles, retry, metrics.infra_retries)
 
     async def journey(stream: Any) -> None:
         async for events in stream.noack_take(batch_size, within=within_s):
@@ -57,11 +62,15 @@ def register_journey(
         partitions = app.conf.topic_partitions
         out = JourneyOutput()
         now = clock.now_ms()
-        open_sessions = 0
+        open_sessions = swept = 0
         for key, raw in list(table.data.items()):
             if raw and partition_of(key, partitions) in assigned:
                 open_sessions += step.sweep_state(key, raw, now, out)
+                swept += 1
         journey_metrics.open_sessions.set(open_sessions)
+        if signal_metrics is not None:
+            signal_metrics.churn_risk_customers.set(out.churn_risk)
+            signal_metrics.state_bytes.set(out.state_bytes / swept if swept else 0)
         await emit(out)
 
     app.timer(interval=sweep_interval_s, name="journey-sweep")(sweep)

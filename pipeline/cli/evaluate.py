@@ -105,3 +105,43 @@ def sessions(
     )
     if diff.differing or diff.only_batch:
         raise typer.Exit(1)
+
+
+MIN_AUC = 0.80
+MIN_OFFER_RATE = 0.95
+
+
+@evaluate_app.command("journeys")
+def journeys(
+    customers: Annotated[int, typer.Option(min=50, help="Simulated people")] = 2000,
+    days: Annotated[int, typer.Option(min=14, help="Length of the simulated timeline in days")] = 90,
+    seed: Annotated[int, typer.Option(help="Simulation seed")] = 42,
+) -> None:
+    """Churn-risk AUC and the store-visit-with-open-cart trigger on simulator truth; exit 1 below 0.80 / 95%
+    or when any consent-denied customer got a signal. Runs the journey logic offline (no broker needed)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from pipeline.clock import SystemClock
+    from pipeline.evaluate.journeys import evaluate_journeys
+    from pipeline.simulate.config import SimConfig
+
+    now = SystemClock().now_ms()
+    config = SimConfig(customers=customers, days=days, seed=seed, end_ms=now - now % 60_000, bad_share=0.0,
+                       duplicate_share=0.0, late_share=0.0)  # fmt: skip
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as bar:
+        task = bar.add_task("simulating and scoring", total=None)
+        report = evaluate_journeys(config, progress=lambda n: bar.update(task, description=f"{n:,} events"))
+    out = Console()
+    out.print(f"journeys: {report.people:,} people, {report.events:,} events over {days} days (seed {seed})")
+    out.print(f"churn: ROC AUC {report.auc:.3f} over {report.churned} people who really stopped; churn-risk flag on "
+              f"{report.churn_flagged} (precision {report.churn_flag_precision:.2f})")  # fmt: skip
+    out.print(f"store visit with open cart: fired for {report.offers_fired}/{report.journeys_consented} consenting "
+              f"journeys ({report.offer_rate:.1%}); consent-denied journeys fired {report.offers_denied}, "
+              f"signals to consent-denied people {report.signals_denied}")  # fmt: skip
+    out.print("signals by type: " + ", ".join(f"{k} {v}" for k, v in report.signals_by_type.items())
+              + f"; holdout share {report.holdout_share:.3f}")  # fmt: skip
+    out.print(f"journey profile state: mean {report.profile_bytes_mean:.0f} B, max {report.profile_bytes_max} B "
+              "per customer (without the open sessions)")  # fmt: skip
+    if report.auc < MIN_AUC or report.offer_rate < MIN_OFFER_RATE or report.offers_denied or report.signals_denied:
+        raise typer.Exit(1)

@@ -22,6 +22,7 @@ from pipeline.domain.sessions import add_events, merge_states, sweep
 from pipeline.domain.sessions_state import CustomerSessions
 from pipeline.domain.sessions_summary import SessionPolicy, SessionVersion
 from pipeline.metrics import JourneyMetrics
+from pipeline.steps.journey_signals import JourneyProfile, JourneySignals, SignalsOutput, merge_profiles
 from schemas.codec import AvroCodec
 
 KeyValue = tuple[bytes | None, bytes]
@@ -39,13 +40,17 @@ class JourneyItem:
 
 @dataclass(slots=True)
 class JourneyState:
-    """The per-customer record: sessions, and where to send things once the profile was merged away."""
+    """The per-customer record: sessions, the journey profile (stage, triggers, churn statistics), and where to
+    send things once the profile was merged away."""
 
     sessions: CustomerSessions | None = None
     redirect: str | None = None
+    profile: JourneyProfile | None = None
 
     def encode(self) -> bytes:
-        doc = {"v": 1, "r": self.redirect, "s": self.sessions.to_dict() if self.sessions else None}
+        doc: dict[str, Any] = {"v": 1, "r": self.redirect, "s": self.sessions.to_dict() if self.sessions else None}
+        if self.profile is not None:
+            doc["p"] = self.profile.to_list()
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -54,7 +59,8 @@ class JourneyState:
             return cls()
         doc = json.loads(raw)
         sessions = CustomerSessions.from_dict(doc["s"]) if doc.get("s") else None
-        return cls(sessions, doc.get("r"))
+        profile = JourneyProfile.from_list(doc["p"]) if doc.get("p") else None
+        return cls(sessions, doc.get("r"), profile)
 
 
 @dataclass(slots=True)
@@ -65,6 +71,9 @@ class JourneyOutput:
     sessions: list[KeyValue] = field(default_factory=list)
     forwards: list[KeyValue] = field(default_factory=list)
     failed: list[KeyValue] = field(default_factory=list)
+    journey: SignalsOutput = field(default_factory=SignalsOutput)
+    churn_risk: int = 0  # sweep only: customers at churn risk among those swept
+    state_bytes: int = 0  # sweep only: total encoded size of the states swept
 
 
 class JourneyStep:
@@ -77,6 +86,7 @@ class JourneyStep:
         metrics: JourneyMetrics,
         seal: Callable[[bytes], str],
         source_topic: str,
+        signals: JourneySignals | None = None,
     ) -> None:
         self._codec = codec
         self._policy = policy
@@ -84,6 +94,7 @@ class JourneyStep:
         self._seal = seal
         self._source_topic = source_topic
         self._failed_key = source_topic.encode()
+        self._signals = signals
 
     def process_batch(
         self, items: Sequence[JourneyItem], load: Callable[[bytes], bytes | None], now_ms: int
@@ -99,12 +110,22 @@ class JourneyStep:
         return out
 
     def sweep_state(self, key: bytes, raw: bytes, now_ms: int, out: JourneyOutput) -> int:
-        """Close sessions of a silent customer (timer path); returns the open sessions left."""
+        """Timer path: close sessions of a silent customer, fire due triggers, re-score daily; returns the open
+        sessions left."""
         state = JourneyState.decode(raw)
+        changed = False
+        out.state_bytes += len(raw)
+        if state.profile is not None and self._signals is not None and state.redirect is None:
+            before = state.profile.to_list()
+            self._signals.on_timer(key.decode(), state.profile, now_ms, out.journey)
+            changed = state.profile.to_list() != before
+            out.churn_risk += state.profile.churn_risk
         if state.sessions is None or not state.sessions.runs:
+            if changed:
+                out.states[key] = state.encode()
             return 0
         update = sweep(state.sessions, now_ms, self._policy)
-        if update.versions or update.state != state.sessions:
+        if update.versions or update.state != state.sessions or changed:
             state.sessions = update.state
             out.states[key] = state.encode()
             self._emit(update.versions, out)
@@ -120,8 +141,14 @@ class JourneyStep:
                 update = add_events(state.sessions, profile, pending, now_ms, self._policy)
                 state.sessions = update.state
                 self._emit(update.versions, out)
+                late = set()
                 for event, reason in update.late:
                     self._late(sources[event["event_id"]], event, reason, now_ms, out)
+                    late.add(event["event_id"])
+                if self._signals is not None:  # late events are failed events: the journey ignores them too
+                    state.profile = state.profile or JourneyProfile()
+                    accepted = [e for e in pending if e["event_id"] not in late]
+                    self._signals.on_events(profile, state.profile, accepted, now_ms, out.journey)
                 pending.clear()
 
         for item in group:
@@ -146,16 +173,26 @@ class JourneyStep:
             return
         if control["kind"] == "merge" and control["new_id"] != profile:
             state.redirect = control["new_id"]
-            if state.sessions is not None and state.sessions.runs:
-                transfer = {**control, "kind": "transfer", "state_json": json.dumps(state.sessions.to_dict())}
+            has_sessions = state.sessions is not None and bool(state.sessions.runs)
+            if has_sessions or state.profile is not None:
+                # The journey profile rides along in the same JSON (the sessions reader ignores the extra key).
+                doc: dict[str, Any] = state.sessions.to_dict() if has_sessions and state.sessions else {}
+                if state.profile is not None:
+                    doc["journey_profile"] = state.profile.to_list()
+                transfer = {**control, "kind": "transfer", "state_json": json.dumps(doc)}
                 out.forwards.append((state.redirect.encode(), self._codec.encode("journey-control", transfer)))
                 self._metrics.transfers.inc()
             state.sessions = None
+            state.profile = None
         elif control["kind"] == "transfer" and control["state_json"]:
-            absorbed = CustomerSessions.from_dict(json.loads(control["state_json"]))
-            update = merge_states(state.sessions, absorbed, profile, self._policy)
-            state.sessions = update.state
-            self._emit(update.versions, out)
+            doc = json.loads(control["state_json"])
+            if doc.get("journey_profile") is not None:
+                state.profile = merge_profiles(state.profile, JourneyProfile.from_list(doc["journey_profile"]))
+            if "format" in doc:
+                absorbed = CustomerSessions.from_dict(doc)
+                update = merge_states(state.sessions, absorbed, profile, self._policy)
+                state.sessions = update.state
+                self._emit(update.versions, out)
 
     def _emit(self, versions: Sequence[SessionVersion], out: JourneyOutput) -> None:
         for v in versions:
