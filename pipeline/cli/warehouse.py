@@ -1,0 +1,99 @@
+"""``omnistream sql`` and ``omnistream export parquet``: read the warehouse snapshot, never the live file.
+
+Both open the snapshot the sink publishes read-only, so they run while the sink writes, without lock errors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.cli.sink import warehouse_snapshot_path
+from pipeline.settings import load_settings
+
+export_app = typer.Typer(help="Export the warehouse snapshot for other engines.", no_args_is_help=True)
+
+SnapshotOption = Annotated[
+    Path | None, typer.Option(help="Snapshot to read (default <state_dir>/warehouse.snapshot.duckdb)")
+]
+
+
+def sql(
+    query: Annotated[str, typer.Argument(help='SQL to run, e.g. "SELECT * FROM daily_channel_metrics"')],
+    snapshot: SnapshotOption = None,
+    output: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    limit: Annotated[int, typer.Option(min=1, help="Rows shown at most in table format")] = 200,
+) -> None:
+    """Run a read-only SQL query against the latest warehouse snapshot (docs/warehouse.md lists the tables)."""
+    import duckdb
+
+    from sinks.snapshot import NoSnapshotError, open_snapshot, published_at_ms
+
+    path = snapshot or warehouse_snapshot_path(load_settings())
+    console = Console()
+    try:
+        con = open_snapshot(path)
+    except NoSnapshotError as error:
+        console.print(f"[red]{error}[/]: start `omnistream sink` first")
+        raise typer.Exit(1) from error
+    with con:
+        try:
+            cur = con.execute(query)
+        except duckdb.Error as error:
+            console.print(f"[red]{type(error).__name__}[/]: {error}")
+            raise typer.Exit(2) from error
+        columns = [d[0] for d in cur.description or ()]
+        rows = cur.fetchall()
+        published = published_at_ms(con)
+    if output == "json":
+        typer.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
+    elif output == "csv":
+        import csv
+        import sys
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        table = Table(*columns)
+        for row in rows[:limit]:
+            table.add_row(*("NULL" if v is None else str(v) for v in row))
+        console.print(table)
+        age = f"{time.time() - published / 1000:.0f}s old" if published else "age unknown"
+        console.print(f"[dim]{len(rows)} rows · snapshot {path} ({age})[/]")
+
+
+@export_app.command("parquet")
+def parquet(
+    out: Annotated[Path, typer.Argument(help="Output directory (one sub-directory per table)")] = Path(
+        "warehouse-parquet"
+    ),
+    snapshot: SnapshotOption = None,
+    tables: Annotated[str | None, typer.Option(help="Comma-separated tables (default: all present)")] = None,
+) -> None:
+    """Write the snapshot as Hive-partitioned Parquet, <out>/<table>/date=YYYY-MM-DD/, readable by Spark,
+    Trino or DuckDB (read_parquet('<out>/sessions/*/*.parquet', hive_partitioning=true))."""
+    from sinks.export import export_parquet
+    from sinks.snapshot import NoSnapshotError, open_snapshot
+
+    path = snapshot or warehouse_snapshot_path(load_settings())
+    console = Console()
+    try:
+        con = open_snapshot(path)
+    except NoSnapshotError as error:
+        console.print(f"[red]{error}[/]: start `omnistream sink` first")
+        raise typer.Exit(1) from error
+    names = [t.strip() for t in tables.split(",") if t.strip()] if tables else None
+    with con, console.status("exporting") as status:
+        try:
+            written = export_parquet(con, out, names, progress=lambda t, n: status.update(f"exported {t} ({n:,} rows)"))
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--tables") from error
+    for table, rows in written.items():
+        console.print(f"  {table:<22} {rows:>10,} rows -> {out / table}")

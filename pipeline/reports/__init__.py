@@ -1,0 +1,1 @@
+"""Marketing reports over the warehouse snapshot: queries, market basket, uplift, terminal and HTML output."""

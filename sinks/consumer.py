@@ -1,0 +1,216 @@
+"""The sink's consumer loop: Kafka in, decoded batches out to the writer, which runs on its own thread.
+
+Why not Faust: a stream processor acknowledges offsets itself; the sink must resume from the offsets stored
+*in DuckDB* with the rows, so it drives a plain kafka-python consumer and controls positions itself.
+
+Why manual partition assignment and no consumer group membership: DuckDB allows one read-write process per
+file, so there is exactly one sink per warehouse; a group would add rebalances (and the duty to seek on every
+assignment) and buy nothing, since a second sink could not open the file anyway. The loop assigns every
+partition of its topics, seeks each to the next offset committed in DuckDB (the beginning when none), and
+re-reads the topic metadata every ``refresh_s`` so partitions added later, and topics created after the sink
+started (a stage deployed later), are picked up. It never triggers topic auto-creation (it lists topics
+before asking for partitions). A stored offset beyond the end of a partition (the topic was deleted and
+recreated) falls back to the earliest offset; the table keys then keep rows from doubling.
+
+When ``lag_group`` is set, the batch's next offsets are also committed to Kafka under that group *after*
+DuckDB committed, only so that ``kafka-consumer-groups`` and lag exporters can see how far behind the sink is.
+They are never read back.
+
+Threads: the calling thread polls, decodes and builds batches; every DuckDB call runs on one dedicated
+``duckdb-writer`` thread (a one-worker executor), so polling continues while a batch commits (one batch in
+flight: batch N+1 is fetched while N is written) and nothing DuckDB does can block the Kafka client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KafkaTP
+from kafka.structs import OffsetAndMetadata
+
+from schemas.codec import AvroCodec
+from schemas.errors import CodecError
+from sinks.contract import Batch, Reject, SinkRow, SinkWriter, TopicPartition
+from sinks.tables import BoundTable
+
+log = logging.getLogger(__name__)
+_POLL_SLICE_S = 0.2  # upper bound on how long a stop request waits for poll() to return
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How the loop batches and how often it publishes snapshots."""
+
+    bootstrap: str
+    batch_size: int = 20_000
+    batch_max_ms: int = 1_000
+    snapshot_interval_s: float = 10.0
+    lag_group: str | None = None
+    refresh_s: float = 30.0
+    progress_s: float = 30.0
+
+
+class SinkLoop:
+    """Consume the tables' topics into ``writer`` until ``stop`` is set.
+
+    Guarantees: a message's row is committed (with its offset) before that offset is committed anywhere else;
+    on stop the batch being collected is written, the in-flight one awaited, a final snapshot published and
+    the writer closed. Any error from the writer (``SinkInfraError`` after its retries, or a bug) propagates
+    out of ``run`` with nothing further committed: the caller exits non-zero.
+
+    Does not guarantee: that a message is written within ``batch_max_ms`` when DuckDB is slower than the
+    topic (batches then queue in Kafka, not in memory: at most two batches are held).
+    """
+
+    def __init__(
+        self,
+        config: LoopConfig,
+        writer: SinkWriter,
+        tables: list[BoundTable],
+        codec: AvroCodec,
+        consumer_factory: Callable[..., Any] = KafkaConsumer,
+    ) -> None:
+        self.config = config
+        self.writer = writer
+        self.tables = tables
+        self.codec = codec
+        self._consumer_factory = consumer_factory
+        self._by_topic = {t.topic: t for t in tables}
+        self._subjects = {t.topic: (t.spec.subject,) for t in tables}
+        self._start: dict[TopicPartition, int] = {}
+        self._assigned: set[KafkaTP] = set()
+        self._missing_warned: set[str] = set()
+        self.batches = 0
+        self.messages = 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set (then shut down cleanly) or the writer fails (then raise)."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer") as db:
+            committed = db.submit(self.writer.open).result()
+            log.info("sink resumes %d partitions from offsets stored in DuckDB", len(committed))
+            consumer = self._consumer_factory(
+                bootstrap_servers=self.config.bootstrap.split(","),
+                group_id=self.config.lag_group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.config.batch_size,
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+                metadata_max_age_ms=int(self.config.refresh_s * 1000),
+            )
+            clean = False
+            try:
+                self._loop(consumer, db, committed, stop)
+                clean = True
+            finally:
+                close_writer = db.submit(self.writer.close)
+                consumer.close(autocommit=False)
+                if clean:
+                    close_writer.result()
+
+    def _loop(
+        self, consumer: Any, db: ThreadPoolExecutor, committed: dict[TopicPartition, int], stop: threading.Event
+    ) -> None:
+        self._start = committed
+        self._assign(consumer)
+        pending: tuple[Future[Any], Batch] | None = None
+        next_snapshot = time.monotonic()  # publish right away: readers get a snapshot as soon as possible
+        next_refresh = time.monotonic() + self.config.refresh_s
+        next_progress = time.monotonic() + self.config.progress_s
+        while True:
+            batch = self._collect(consumer, stop)
+            if pending is not None:
+                self._settle(consumer, pending)
+                pending = None
+            if batch.offsets:
+                pending = (db.submit(self.writer.write, batch), batch)
+            now = time.monotonic()
+            if stop.is_set() or now >= next_snapshot:
+                if pending is not None:
+                    self._settle(consumer, pending)
+                    pending = None
+                db.submit(self.writer.publish).result()
+                next_snapshot = time.monotonic() + self.config.snapshot_interval_s
+                if stop.is_set():
+                    log.info("sink stopped cleanly after %d batches, %d messages", self.batches, self.messages)
+                    return
+            if now >= next_refresh:
+                self._assign(consumer)
+                next_refresh = now + self.config.refresh_s
+            if now >= next_progress:
+                log.info("sink: %d batches, %d messages committed so far", self.batches, self.messages)
+                next_progress = now + self.config.progress_s
+
+    def _settle(self, consumer: Any, pending: tuple[Future[Any], Batch]) -> None:
+        future, batch = pending
+        future.result()  # raises what the writer raised: nothing after this batch is committed
+        self.batches += 1
+        self.messages += batch.messages
+        if self.config.lag_group is not None:
+            offsets = {KafkaTP(t, p): OffsetAndMetadata(nxt, "", -1) for (t, p), (_, nxt) in batch.offsets.items()}
+            consumer.commit_async(offsets, callback=_log_commit_failure)
+
+    def _collect(self, consumer: Any, stop: threading.Event) -> Batch:
+        batch = Batch()
+        size = self.config.batch_size
+        deadline = time.monotonic() + self.config.batch_max_ms / 1000
+        while not stop.is_set() and batch.messages < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            polled = consumer.poll(
+                timeout_ms=int(min(remaining, _POLL_SLICE_S) * 1000), max_records=size - batch.messages
+            )
+            for tp, records in polled.items():
+                table = self._by_topic[tp.topic]
+                for record in records:
+                    self._add(batch, table, record)
+        return batch
+
+    def _add(self, batch: Batch, table: BoundTable, record: Any) -> None:
+        topic, partition, offset, value = record.topic, record.partition, record.offset, record.value
+        if value is None:
+            batch.rejects.append(Reject(topic, partition, offset, "null value (tombstone)", None))
+        else:
+            try:
+                decoded = self.codec.decode(value, self._subjects[topic])
+            except CodecError as error:
+                batch.rejects.append(Reject(topic, partition, offset, f"{type(error).__name__}: {error}", value))
+            else:
+                batch.rows.append(SinkRow(table.name, topic, partition, offset, table.to_row(decoded.record)))
+        batch.add_offset(topic, partition, offset)
+
+    def _assign(self, consumer: Any) -> None:
+        existing = consumer.topics()  # lists topics without auto-creating the missing ones
+        wanted: set[KafkaTP] = set()
+        for table in self.tables:
+            if table.topic not in existing:
+                if table.topic not in self._missing_warned:
+                    log.warning("topic %s (table %s) does not exist yet; will check again", table.topic, table.name)
+                    self._missing_warned.add(table.topic)
+                continue
+            partitions = consumer.partitions_for_topic(table.topic) or set()
+            wanted |= {KafkaTP(table.topic, p) for p in partitions}
+        if wanted == self._assigned:
+            return
+        # assign() keeps the position of partitions that stay assigned; only new ones need a seek.
+        consumer.assign(sorted(wanted))
+        for tp in sorted(wanted - self._assigned):
+            position = self._start.get((tp.topic, tp.partition))
+            if position is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, position)
+        log.info("sink assigned %d partitions of %d topics", len(wanted), len({tp.topic for tp in wanted}))
+        self._assigned = wanted
+
+
+def _log_commit_failure(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.debug("lag-monitoring offset commit failed (harmless, DuckDB holds the real offsets): %s", response)

@@ -1,0 +1,343 @@
+"""The DuckDB implementation of :class:`~sinks.contract.SinkWriter`: batches + offsets in one transaction.
+
+One ``DuckDBSink`` owns the live database file (DuckDB: one read-write process per file) and is driven from
+one thread. ``write`` filters messages whose offset is already committed, inserts each table's rows through an
+Arrow table registered on the connection (``INSERT … BY NAME SELECT … ON CONFLICT``: hundreds of thousands of
+rows per second, where ``executemany`` manages a few thousand), stores rejects, and upserts the batch's next
+offsets into ``_sink_offsets``, all between one ``BEGIN`` and one ``COMMIT``.
+
+Infrastructure errors (``IOException``: disk full, IO error, file lock held by another process;
+``OutOfMemoryException``; ``FatalException``, which invalidates the database object) are retried with
+exponential backoff: the transaction is rolled back, the connection closed and reopened, and the committed
+offsets re-read, so a commit that failed *after* reaching disk is recognised and not written twice. After
+``retry_for_s`` it raises :class:`~sinks.contract.SinkInfraError`. Anything else (constraint or conversion
+errors: a bug) propagates at once. In both cases nothing of the batch is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+
+from pipeline.clock import Clock, SystemClock
+from sinks.contract import Batch, Reject, SinkInfraError, SinkRow, TopicPartition, WriteResult
+from sinks.duckdb_schema import META, OFFSETS, REJECTS, ensure_schema, quote
+from sinks.metrics import SinkMetrics
+from sinks.repoint import alias_join, apply_merges
+from sinks.snapshot import SnapshotInfo, publish_snapshot, remove_leftovers
+from sinks.tables import BoundTable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: DuckDB errors that say "the storage is unwell", not "this batch is wrong": retried, then fatal.
+INFRA_ERRORS: tuple[type[BaseException], ...] = (
+    duckdb.IOException,
+    duckdb.OutOfMemoryException,
+    duckdb.FatalException,
+    duckdb.ConnectionException,
+    OSError,
+)
+_OFFSETS_SCHEMA = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("next_offset", pa.int64())])
+_REJECTS_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("error", pa.string()),
+        ("value", pa.binary()),
+    ]
+)
+
+
+class DuckDBSink:
+    """Writes batches into the DuckDB file ``db_path`` and publishes snapshots at ``snapshot_path``.
+
+    See :class:`~sinks.contract.SinkWriter` for the guarantees; this class adds: ``publish`` returns ``None``
+    without copying when nothing was committed since the last snapshot (the snapshot is then current), and
+    ``snapshot_age_s`` says how far the snapshot may be behind the live file.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        snapshot_path: Path,
+        tables: list[BoundTable],
+        metrics: SinkMetrics | None = None,
+        *,
+        clock: Clock | None = None,
+        retry_for_s: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+        snapshot_method: str = "copy",
+        durable_snapshots: bool = True,
+    ) -> None:
+        self.db_path = db_path
+        self.snapshot_path = snapshot_path
+        self.tables = tables
+        self.metrics = metrics
+        self._clock = clock or SystemClock()
+        self._retry_for_s = retry_for_s
+        self._sleep = sleep
+        self._snapshot_method = snapshot_method
+        self._durable = durable_snapshots
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._committed: dict[TopicPartition, int] = {}
+        self._dirty = True  # the first publish of a process always copies
+        self._synced_ms: int | None = None
+        self._merge_tables = [t for t in tables if t.spec.merges]
+        self._profile_tables = [t for t in tables if t.spec.customer_column]
+        self._row_tables = [t for t in tables if not t.spec.merges]
+        if metrics is not None:
+            metrics.watch_files(db_path)
+            metrics.watch_snapshot_age(self.snapshot_age_s)
+
+    # --- SinkWriter -----------------------------------------------------------------------------------------
+
+    def open(self) -> dict[TopicPartition, int]:
+        """Open (create, migrate) the database; the committed next offset of every stored partition."""
+        if self.snapshot_path.is_file() and self._synced_ms is None:
+            self._synced_ms = int(self.snapshot_path.stat().st_mtime * 1000)
+        remove_leftovers(self.snapshot_path)
+        self._retrying("open", self._connect)
+        return dict(self._committed)
+
+    def write(self, batch: Batch) -> WriteResult:
+        """Commit ``batch`` (rows, rejects, offsets) in one transaction; see the contract."""
+        return self._retrying("write", lambda: self._write_once(batch))
+
+    def publish(self) -> SnapshotInfo | None:
+        """Publish a snapshot if anything was committed since the last one (see the module docstring)."""
+        now = self._clock.now_ms()
+        if not self._dirty and self.snapshot_path.is_file():
+            self._synced_ms = now
+            return None
+        started = time.perf_counter()
+        info = self._retrying("snapshot", lambda: self._publish_once(now))
+        self._dirty = False
+        self._synced_ms = now
+        if self.metrics is not None:
+            self.metrics.snapshot_seconds.observe(time.perf_counter() - started)
+        return info
+
+    def close(self) -> None:
+        """Close the connection (DuckDB checkpoints on close). Safe to call twice."""
+        con, self._con = self._con, None
+        if con is not None:
+            con.close()
+
+    # --- extras ---------------------------------------------------------------------------------------------
+
+    @property
+    def committed(self) -> dict[TopicPartition, int]:
+        """Next offset per partition as of the last commit (a copy)."""
+        return dict(self._committed)
+
+    def snapshot_age_s(self) -> float | None:
+        """Seconds since the snapshot was last known equal to the live file; None before the first one."""
+        if self._synced_ms is None:
+            return None
+        return max(0.0, (self._clock.now_ms() - self._synced_ms) / 1000)
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The live connection (tests, bench); only from the sink's thread."""
+        if self._con is None:
+            self._connect()
+        assert self._con is not None
+        return self._con
+
+    # --- internals ------------------------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        self.close()
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.db_path))
+        try:
+            ensure_schema(con, self.tables)
+            rows = con.execute(f'SELECT topic, "partition", next_offset FROM {OFFSETS}').fetchall()
+        except BaseException:
+            con.close()
+            raise
+        self._con = con
+        self._committed = {(str(t), int(p)): int(o) for t, p, o in rows}
+
+    def _retrying(self, operation: str, attempt: Callable[[], T]) -> T:
+        started = time.monotonic()
+        delay = 0.2
+        while True:
+            try:
+                return attempt()
+            except INFRA_ERRORS as error:
+                elapsed = time.monotonic() - started
+                # Drop the connection: after a FatalException DuckDB refuses every further statement, and a
+                # fresh open re-reads the committed offsets (did the failed COMMIT reach disk after all?).
+                with contextlib.suppress(Exception):
+                    self.close()
+                if elapsed + delay > self._retry_for_s:
+                    raise SinkInfraError(
+                        f"DuckDB {operation} on {self.db_path} kept failing for {elapsed:.0f}s; nothing of the "
+                        f"current batch was committed: {type(error).__name__}: {error}"
+                    ) from error
+                log.warning(
+                    "DuckDB %s failed (%s: %s); retrying in %.1fs", operation, type(error).__name__, error, delay
+                )
+                if self.metrics is not None:
+                    self.metrics.retries.get(operation).inc()
+                self._sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _write_once(self, batch: Batch) -> WriteResult:
+        con = self.connection()
+        rows, rejects, replayed = self._fresh(batch)
+        advance = {tp: nxt for tp, (_, nxt) in batch.offsets.items() if nxt > self._committed.get(tp, -1)}
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_table.setdefault(row.table, []).append(row.values)
+        written: dict[str, int] = {}
+        started = time.perf_counter()
+        if advance or rows or rejects:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                # Merges first: rows of this same batch then already map through the updated alias table.
+                for table in self._merge_tables:
+                    merges = by_table.get(table.name)
+                    if merges:
+                        written[table.name] = self._insert(con, table, merges)
+                        apply_merges(con, merges, self._profile_tables)
+                for table in self._row_tables:
+                    if by_table.get(table.name):
+                        written[table.name] = self._insert(con, table, by_table[table.name])
+                if rejects:
+                    self._insert_rejects(con, rejects)
+                if advance:
+                    self._upsert_offsets(con, advance)
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    con.execute("ROLLBACK")
+                raise
+            self._committed.update(advance)
+            self._dirty = True
+        seconds = time.perf_counter() - started
+        self._count(written, by_table, len(rejects), replayed, seconds)
+        return WriteResult(written, replayed, len(rejects), seconds)
+
+    def _fresh(self, batch: Batch) -> tuple[list[SinkRow], list[Reject], int]:
+        """Rows and rejects whose offsets are not committed yet, and how many were dropped as replays."""
+        committed = self._committed
+        if all(first >= committed.get(tp, 0) for tp, (first, _) in batch.offsets.items()):
+            return batch.rows, batch.rejects, 0  # the normal case: no per-row check needed
+        rows = [r for r in batch.rows if r.offset >= committed.get((r.topic, r.partition), 0)]
+        rejects = [r for r in batch.rejects if r.offset >= committed.get((r.topic, r.partition), 0)]
+        return rows, rejects, batch.messages - len(rows) - len(rejects)
+
+    def _insert(self, con: duckdb.DuckDBPyConnection, table: BoundTable, rows: list[dict[str, Any]]) -> int:
+        spec = table.spec
+        if spec.version_column is not None:
+            rows = latest_versions(rows, spec.key, spec.version_column)
+        con.register("_batch", table.arrow(rows))
+        try:
+            target = quote(table.name)
+            select = alias_join(table, "_batch")
+            if spec.version_column is None:
+                # Several messages with one key in a batch: DuckDB keeps the first, like across batches.
+                sql = f"INSERT INTO {target} BY NAME {select} ON CONFLICT DO NOTHING"
+            else:
+                v = quote(spec.version_column)
+                sets = ", ".join(
+                    f"{quote(c.name)} = EXCLUDED.{quote(c.name)}" for c in table.columns if c.name not in spec.key
+                )
+                keys = ", ".join(quote(k) for k in spec.key)
+                sql = (
+                    f"INSERT INTO {target} BY NAME {select} ON CONFLICT ({keys}) DO UPDATE SET {sets} "
+                    f"WHERE EXCLUDED.{v} > {target}.{v}"
+                )
+            result = con.execute(sql).fetchone()
+        finally:
+            con.unregister("_batch")
+        return int(result[0]) if result else 0
+
+    def _insert_rejects(self, con: duckdb.DuckDBPyConnection, rejects: list[Reject]) -> None:
+        data = pa.table(
+            [
+                [r.topic for r in rejects],
+                [r.partition for r in rejects],
+                [r.offset for r in rejects],
+                [r.error for r in rejects],
+                [r.value for r in rejects],
+            ],
+            schema=_REJECTS_SCHEMA,
+        )
+        con.register("_rejects", data)
+        try:
+            con.execute(
+                f'INSERT INTO {REJECTS} SELECT topic, "partition", "offset", error, value, ? FROM _rejects '
+                "ON CONFLICT DO NOTHING",
+                [self._now()],
+            )
+        finally:
+            con.unregister("_rejects")
+
+    def _upsert_offsets(self, con: duckdb.DuckDBPyConnection, advance: dict[TopicPartition, int]) -> None:
+        data = pa.table(
+            [[t for t, _ in advance], [p for _, p in advance], list(advance.values())], schema=_OFFSETS_SCHEMA
+        )
+        con.register("_offsets", data)
+        try:
+            con.execute(
+                f'INSERT INTO {OFFSETS} SELECT topic, "partition", next_offset, ? FROM _offsets '
+                "ON CONFLICT DO UPDATE SET next_offset = EXCLUDED.next_offset, committed_at = EXCLUDED.committed_at",
+                [self._now()],
+            )
+        finally:
+            con.unregister("_offsets")
+
+    def _publish_once(self, now_ms: int) -> SnapshotInfo:
+        con = self.connection()
+        con.execute(f"INSERT OR REPLACE INTO {META} VALUES ('snapshot_published_at', ?)", [str(now_ms)])
+        return publish_snapshot(con, self.db_path, self.snapshot_path, self._snapshot_method, self._durable)
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._clock.now_ms() / 1000, dt.UTC).replace(tzinfo=None)
+
+    def _count(
+        self,
+        written: dict[str, int],
+        by_table: dict[str, list[dict[str, Any]]],
+        rejects: int,
+        replayed: int,
+        seconds: float,
+    ) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        for name, n in written.items():
+            m.rows.get(name).inc(n)
+        for name, rows in by_table.items():
+            m.messages.get(name).inc(len(rows))
+        if rejects:
+            m.rejects.inc(rejects)
+        if replayed:
+            m.replayed.inc(replayed)
+        m.commit_seconds.observe(seconds)
+        m.last_commit.set(self._clock.now_ms() / 1000)
+
+
+def latest_versions(rows: list[dict[str, Any]], key: tuple[str, ...], version: str) -> list[dict[str, Any]]:
+    """One row per key: the highest version, the first row on a tie, exactly as the table's upsert treats rows
+    of different batches (DuckDB refuses to update a row twice in one statement, and the outcome must not
+    depend on how messages were cut into batches)."""
+    best: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        k = tuple(row[c] for c in key)
+        held = best.get(k)
+        if held is None or row[version] > held[version]:
+            best[k] = row
+    return list(best.values())
