@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test lint typecheck unit integration kafka-up kafka-down kafka-status clean
+.PHONY: help venv demo test promtool lint typecheck unit integration kafka-up kafka-down kafka-status bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -29,11 +29,18 @@ unit: $(STAMP)  ## unit tests only (no broker)
 integration: $(STAMP)  ## integration tests against the real local broker
 	$(BIN)/pytest tests/integration
 
+promtool:  ## check the Prometheus rules and config, run the rule unit tests (Debian package `prometheus`)
+	cd deploy/prometheus && promtool check rules rules/*.yml && promtool check config prometheus.yml \
+	  && promtool test rules tests/*.yml
+
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check pipeline schemas agents sinks tests
 
 typecheck: $(STAMP)  ## mypy --strict on the packages
 	$(BIN)/mypy
+
+bench: $(STAMP)  ## benchmark: baselines + full pipeline on one workload, writes bench/RESULTS.md (< 15 min)
+	$(BIN)/python -m bench
 
 kafka-up: $(STAMP)  ## start the local single-node KRaft broker and create the topics
 	$(BIN)/omnistream kafka up

@@ -21,12 +21,16 @@ from pipeline.domain.ingest import IngestPolicy
 from pipeline.domain.pii import Pseudonymiser
 from pipeline.domain.quarantine import Quarantine
 from pipeline.domain.sessions_summary import SessionPolicy
+from pipeline.faust_sensor import install_sensor
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import IngestMetrics, identity_metrics, ingest_metrics, journey_metrics
+from pipeline.metrics_journey import journey_signal_metrics
+from pipeline.security import faust_credentials, kafka_security, settings_client_config
 from pipeline.settings import Settings
 from pipeline.steps.identity import IdentityRouter, IdentityWriter
 from pipeline.steps.ingest import IngestStep
 from pipeline.steps.journey import JourneyStep
+from pipeline.steps.journey_signals import JourneySignals, SignalsConfig
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry, SchemaRegistry
 from schemas.registry_http import HttpSchemaRegistry
@@ -81,10 +85,11 @@ def create_app(
         producer_linger_ms=5,
         # Bounded so that our own retry loop sees an outage and reports it instead of aiokafka waiting 20 min.
         producer_request_timeout=30.0,
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval_s,
         web_port=settings.web_port + settings.worker_id,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
+        broker_credentials=faust_credentials(kafka_security(settings)),
     )
     codec = AvroCodec(build_registry(settings))
     metrics = ingest_metrics(registry)
@@ -112,6 +117,8 @@ def create_app(
             app, step, canonical, failed, metrics, RetryPolicy(), tuning.batch_size, tuning.batch_within_s
         )
     register_identity_and_journey(app, settings, codec, quarantine, registry, clock, tuning, metrics)
+    consumed = [*settings.input_topics.values(), *(settings.topic(t) for t in ("customer-events", "identity-links"))]
+    install_sensor(app, registry, [*consumed, settings.topic("resolved-events")])
     return app
 
 
@@ -140,9 +147,13 @@ def register_identity_and_journey(
         "assignments": _topic(app, t("identity-assignments")),
         "merges": _topic(app, t("identity-merges")),
         "sessions": _topic(app, t("sessions")),
+        "journey-stages": _topic(app, t("journey-stages")),
+        "signals": _topic(app, t("signals")),
+        "customer-profiles": _topic(app, t("customer-profiles")),
         "failed": _topic(app, t("failed-events")),
     }
-    replica = AssignmentReplica(settings.kafka_bootstrap, t("identity-assignments"))
+    client = settings_client_config(settings)
+    replica = AssignmentReplica(settings.kafka_bootstrap, t("identity-assignments"), client)
     retry = RetryPolicy()
     register_identity_router(
         app, IdentityRouter(codec, replica, idm), replica, t("customer-events"), outputs["resolved"],
@@ -152,7 +163,7 @@ def register_identity_and_journey(
     policy = IdentityPolicy({kind: limit for kind in KINDS if kind != "customer_id"})
     register_identity_writer(
         app, IdentityWriter(codec, policy, idm), settings.kafka_bootstrap, t("identity-links"), outputs,
-        metrics.infra_retries, retry, tuning.batch_size, tuning.batch_within_s,
+        metrics.infra_retries, retry, tuning.batch_size, tuning.batch_within_s, client,
     )  # fmt: skip
     raw: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     # Faust derives table serializers from key/value *types* (json unless bytes or a Record) when the table is
@@ -163,11 +174,30 @@ def register_identity_and_journey(
         partitions=settings.partitions, use_partitioner=True,
     )  # fmt: skip
     jm = journey_metrics(registry)
-    step = JourneyStep(codec, session_policy(settings), jm, quarantine.seal, t("resolved-events"))
+    sm = journey_signal_metrics(registry)
+    signals = JourneySignals(signals_config(settings), codec, sm)
+    step = JourneyStep(codec, session_policy(settings), jm, quarantine.seal, t("resolved-events"), signals)
     register_journey(
         app, step, table, t("resolved-events"), outputs, clock, metrics, jm, retry,
-        tuning.batch_size, tuning.batch_within_s, settings.sweep_interval_s,
+        tuning.batch_size, tuning.batch_within_s, settings.sweep_interval_s, sm,
     )  # fmt: skip
+
+
+def signals_config(settings: Settings) -> SignalsConfig:
+    """Trigger governance, the churn band and the fitted BTYD parameters (none configured: no P(alive)/CLV)."""
+    from pipeline.domain.churn import ChurnPolicy
+    from pipeline.domain.triggers import TriggerPolicy
+    from pipeline.models.params import load
+
+    hour = 3_600_000
+    triggers = TriggerPolicy(
+        abandon_ms=int(settings.cart_abandon_s * 1000), open_cart_ms=int(settings.open_cart_window_s * 1000),
+        cap_ms=int(settings.trigger_cap_s * 1000), follow_up_ms=int(settings.campaign_follow_up_days * 24 * hour),
+        holdout_share=settings.holdout_share,
+    )  # fmt: skip
+    churn = ChurnPolicy(settings.churn_enter_p_alive, settings.churn_exit_p_alive)
+    params = load(settings.model_params_path) if settings.model_params_path else None
+    return SignalsConfig(triggers, churn, params)
 
 
 def _topic(app: faust.App, name: str) -> Any:

@@ -6,6 +6,7 @@ Every process builds it once at start-up and passes it down; nothing reads the e
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,20 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="Partitions of the topics the project creates")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics (3 in prod)")
     app_id: str = Field("omnistream", description="Faust application id = consumer group prefix")
+    # Security of every Kafka client (Faust and kafka-python); pipeline/security.py turns these into client
+    # settings. Secrets are SecretStr (never printed) or files (Kubernetes/compose secrets).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (with SASL_PLAINTEXT / SASL_SSL)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (or use the _file variant)")
+    kafka_sasl_password_file: Path | None = Field(None, description="File holding the SASL password")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers (default: system CAs)")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS)")
 
     # --- local broker (omnistream kafka up) ---------------------------------------------------------------
     kafka_version: str = Field("3.9.1", description="Apache Kafka version fetched from Maven Central")
@@ -62,10 +77,35 @@ class Settings(BaseSettings):
         1, ge=1, description="Customers an identifier may be seen with before it counts as shared"
     )
 
+    # --- warehouse sink (omnistream sink / sql / report) ---------------------------------------------------
+    warehouse_path: Path | None = Field(None, description="Live DuckDB file (default <state_dir>/warehouse.duckdb)")
+    snapshot_path: Path | None = Field(
+        None, description="Snapshot readers open (default <state_dir>/warehouse.snapshot.duckdb)"
+    )
+    snapshot_interval_s: float = Field(10.0, gt=0, description="Seconds between snapshots = staleness bound")
+    sink_batch_size: int = Field(20_000, ge=1, description="Messages per DuckDB transaction at most")
+    sink_batch_max_ms: int = Field(1_000, ge=1, description="A sink batch is committed after this long at most")
+    sink_metrics_port: int | None = Field(None, description="/metrics port of the sink (default metrics_port + 90)")
+    sink_customer_events: bool = Field(False, description="Also store every canonical event (customer_events)")
+
+    # --- journeys, signals, churn (docs/journeys.md) ------------------------------------------------------
+    model_params_path: Path | None = Field(
+        None, description="BTYD parameter file from `model fit` (none: no P(alive)/CLV)"
+    )
+    cart_abandon_s: float = Field(3600.0, gt=0, description="Cart with no purchase this long counts as abandoned")
+    open_cart_window_s: float = Field(48 * 3600.0, gt=0, description="Store visit within this of an abandoned cart")
+    trigger_cap_s: float = Field(86400.0, ge=0, description="At most one signal per customer and type in this time")
+    holdout_share: float = Field(0.1, ge=0, lt=1, description="Share of customers held out per trigger/campaign")
+    campaign_follow_up_days: float = Field(7.0, gt=0, description="Campaign touch then nothing this long: signal")
+    churn_enter_p_alive: float = Field(0.3, gt=0, lt=1, description="P(alive) below this turns churn risk on")
+    churn_exit_p_alive: float = Field(0.5, gt=0, lt=1, description="P(alive) above this turns churn risk off")
+
     # --- processes -----------------------------------------------------------------------------------------
     metrics_port: int = Field(9464, description="Prometheus /metrics port of this process (0 = off)")
     web_port: int = Field(6066, description="Faust web port of a worker")
     worker_id: int = Field(0, ge=0, description="Index of this worker on the host (ports and state dirs)")
+    commit_interval_s: float = Field(1.0, gt=0, description="How often a worker commits processed offsets")
+    shutdown_timeout_s: float = Field(45.0, gt=0, description="SIGTERM: exit 70 if the clean stop takes longer")
     log_level: str = Field("INFO", description="Log level")
 
     def topic(self, name: str) -> str:

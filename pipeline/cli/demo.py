@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.app import session_policy
+from pipeline.cli.demo_warehouse import run_warehouse
 from pipeline.kafka_local import LocalKafkaError, delete_topics, start_broker, stop_broker
 from pipeline.settings import Settings, load_settings
 from pipeline.summary import OutputSummary, summarise
@@ -45,7 +46,8 @@ def demo(
     keep_broker: Annotated[bool, typer.Option(help="Leave the local broker running afterwards")] = False,
 ) -> None:
     """Start the local broker, a worker, simulate traffic, wait until every input is accounted for, print counts
-    per channel and per failure type, and stop everything cleanly. Exit 1 if anything is missing."""
+    per channel and per failure type, identity and sessions against truth, then run the warehouse sink and print
+    the marketing report (HTML beside it), and stop everything cleanly. Exit 1 if anything is missing."""
     console = Console()
     run = time.strftime("%Y%m%d%H%M%S")
     settings = load_settings(topic_prefix="demo.", app_id=f"omnistream-demo-{run}")
@@ -111,6 +113,8 @@ def demo(
         if not _wait_drained(console, settings, bootstrap, worker, timeout):
             exit_code = 1
         exit_code |= _journeys(console, settings.model_copy(update={"session_grace_s": float(GRACE_S)}), truth_path)
+        exit_code |= run_warehouse(console, settings.model_copy(update={"kafka_bootstrap": bootstrap}), env, workdir,
+                                   timeout)  # fmt: skip
     finally:
         code = _stop_worker(worker)
         console.print(f"worker stopped with exit code {code} (log: {worker_log})")

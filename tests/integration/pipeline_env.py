@@ -78,7 +78,10 @@ class PipelineEnv:
         return result
 
     def start_worker(self, name: str = "worker", **extra: str) -> Proc:
-        return Proc(["worker", "--log-level", "INFO"], self.env(**extra), self.workdir / f"{name}.log")
+        # Worker N serves on the configured ports + N: offset the free ports back so the ports it binds are free.
+        wid = int(extra.get("OMNISTREAM_WORKER_ID", "0"))
+        ports = {k: str(free_port() - wid) for k in ("OMNISTREAM_METRICS_PORT", "OMNISTREAM_WEB_PORT")}
+        return Proc(["worker", "--log-level", "INFO"], self.env(**{**ports, **extra}), self.workdir / f"{name}.log")
 
     def output_count(self) -> int:
         s = self.settings()
