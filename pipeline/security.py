@@ -179,6 +179,12 @@ def check_connection(bootstrap: str, security: KafkaSecurity, timeout_s: float =
             raise KafkaAuthError(
                 f"Kafka at {bootstrap} refused the credentials ({security.describe()}): {seen.refusal}"
             ) from exc
+        if security.sasl and seen.dropped:
+            # The broker answers its error and closes the socket; kafka-python often sees the close first.
+            raise KafkaAuthError(
+                f"Kafka at {bootstrap} accepted the connection and then closed it during SASL authentication "
+                f"({security.describe()}): check user name, password and mechanism"
+            ) from exc
         raise ConnectionError(f"Kafka at {bootstrap} did not answer ({security.describe()}): {exc!r}") from exc
     finally:
         net_log.removeHandler(seen)
@@ -189,15 +195,20 @@ class _RefusalCatcher(logging.Handler):
     """Remembers the first authentication refusal kafka-python logs (as an argument of its log record)."""
 
     def __init__(self, refused: tuple[type[BaseException], ...]) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__(logging.WARNING)
         self._refused = refused
         self.refusal: BaseException | None = None
+        self.dropped = False  # a connection was established and then closed by the broker
 
     def emit(self, record: logging.LogRecord) -> None:
+        import kafka.errors as kafka_errors
+
         args = record.args if isinstance(record.args, tuple) else ()
         for arg in args:
             if isinstance(arg, self._refused) and self.refusal is None:
                 self.refusal = arg
+            elif isinstance(arg, kafka_errors.KafkaConnectionError) and "disconnected" in str(arg):
+                self.dropped = True
 
 
 def _read_secret(path: Path) -> str:

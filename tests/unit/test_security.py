@@ -72,3 +72,24 @@ def test_tls_only_gives_an_ssl_context_verifying_the_brokers() -> None:
     assert isinstance(creds, SSLCredentials)
     assert creds.context.verify_mode == ssl.CERT_REQUIRED and creds.context.check_hostname
     assert client_config(sec) == {"security_protocol": "SSL", "ssl_check_hostname": True}
+
+
+def test_refusal_catcher_tells_a_dropped_sasl_login_from_a_refusal() -> None:
+    import logging
+
+    import kafka.errors as kafka_errors
+
+    from pipeline.security import _RefusalCatcher
+
+    catcher = _RefusalCatcher((kafka_errors.SaslAuthenticationFailedError,))
+
+    def log(exc: BaseException) -> None:
+        catcher.emit(logging.LogRecord("kafka.net.manager", logging.WARNING, "", 0, "failed: %s", (exc,), None))
+
+    log(kafka_errors.KafkaConnectionError("Connection refused"))
+    assert not catcher.dropped and catcher.refusal is None  # nothing listening: not a login problem
+    log(kafka_errors.KafkaConnectionError("socket disconnected"))
+    assert catcher.dropped and catcher.refusal is None
+    refusal = kafka_errors.SaslAuthenticationFailedError("invalid credentials")
+    log(refusal)
+    assert catcher.refusal is refusal
