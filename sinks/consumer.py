@@ -16,9 +16,11 @@ When ``lag_group`` is set, the batch's next offsets are also committed to Kafka 
 DuckDB committed, only so that ``kafka-consumer-groups`` and lag exporters can see how far behind the sink is.
 They are never read back.
 
-Threads: the calling thread polls, decodes and builds batches; every DuckDB call runs on one dedicated
-``duckdb-writer`` thread (a one-worker executor), so polling continues while a batch commits (one batch in
-flight: batch N+1 is fetched while N is written) and nothing DuckDB does can block the Kafka client.
+Threads: the calling thread polls, decodes, builds batches and converts them to Arrow (``sinks.columnar``);
+every DuckDB call runs on one dedicated ``duckdb-writer`` thread (a one-worker executor), so polling and
+conversion continue while a batch commits (one batch in flight: batch N+1 is fetched and converted while N is
+written; DuckDB releases the GIL, so the two overlap on two cores) and nothing DuckDB does can block the Kafka
+client.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from kafka.structs import OffsetAndMetadata
 
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
+from sinks.columnar import prepare
 from sinks.contract import Batch, Reject, SinkRow, SinkWriter, TopicPartition
 from sinks.tables import BoundTable
 
@@ -83,6 +86,7 @@ class SinkLoop:
         self.codec = codec
         self._consumer_factory = consumer_factory
         self._by_topic = {t.topic: t for t in tables}
+        self._by_name = {t.name: t for t in tables}
         self._subjects = {t.topic: (t.spec.subject,) for t in tables}
         self._start: dict[TopicPartition, int] = {}
         self._assigned: set[KafkaTP] = set()
@@ -125,11 +129,13 @@ class SinkLoop:
         next_progress = time.monotonic() + self.config.progress_s
         while True:
             batch = self._collect(consumer, stop)
+            # Converted to Arrow here, while the writer thread still inserts the previous batch.
+            prepared = prepare(batch, self._by_name)
             if pending is not None:
                 self._settle(consumer, pending)
                 pending = None
             if batch.offsets:
-                pending = (db.submit(self.writer.write, batch), batch)
+                pending = (db.submit(self.writer.write, prepared), batch)
             now = time.monotonic()
             if stop.is_set() or now >= next_snapshot:
                 if pending is not None:

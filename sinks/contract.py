@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from sinks.columnar import PreparedBatch
 
 #: ``(full topic name, partition)``; plain tuples so batches never depend on a Kafka client's classes.
 TopicPartition = tuple[str, int]
@@ -93,6 +96,8 @@ class SinkWriter(Protocol):
     * ``open`` creates or migrates the tables (idempotent) and returns the committed next offset of every
       partition the writer has ever stored; the consumer must seek there (partitions not listed start from
       the beginning).
+    * ``write`` takes a :class:`Batch` or the same batch already converted to Arrow by
+      :func:`sinks.columnar.prepare` (the consumer does that on its own thread); both commit the same rows.
     * ``write`` is atomic: the rows of every table in the batch, the rejects and the batch's offsets are
       committed in one transaction, or nothing is. When it returns, the transaction is durable.
     * ``write`` is idempotent: messages at offsets below the committed next offset of their partition are
@@ -115,7 +120,7 @@ class SinkWriter(Protocol):
 
     def open(self) -> dict[TopicPartition, int]: ...
 
-    def write(self, batch: Batch) -> WriteResult: ...
+    def write(self, batch: Batch | PreparedBatch) -> WriteResult: ...
 
     def publish(self) -> object: ...
 
