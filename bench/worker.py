@@ -1,0 +1,35 @@
+"""``omnistream worker`` with the bench's topic naming (see ``bench.topics``): ``python -m bench.worker N``.
+
+Runs the project's own worker command (``pipeline.cli.worker.worker``: same app factory, same Faust worker,
+same shutdown) with one difference: its settings are ``SharedInputSettings``, so the channel topics come from
+``OMNISTREAM_INPUT_PREFIX`` and every other topic from ``OMNISTREAM_TOPIC_PREFIX``. Everything else is
+configured through the usual ``OMNISTREAM_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from bench.topics import SharedInputSettings
+
+
+def main(argv: list[str]) -> None:
+    # pipeline.cli re-exports the command function under the submodule's name, so fetch the module itself.
+    cli_worker = importlib.import_module("pipeline.cli.worker")
+
+    def load(**overrides: object) -> SharedInputSettings:
+        return SharedInputSettings(**overrides)  # type: ignore[arg-type]
+
+    cli_worker.load_settings = load
+    worker_id = int(argv[1]) if len(argv) > 1 else 0
+    try:
+        cli_worker.worker(worker_id=worker_id, log_level="WARNING")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
