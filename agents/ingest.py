@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from agents.publish import EXIT_INFRA, EXIT_UPSTREAM_BROKEN, RetryPolicy, fatal, publish
+from agents.publish import EXIT_INFRA, EXIT_UPSTREAM_BROKEN, RetryPolicy, fatal, publish_all
 from pipeline.domain.guard import UpstreamBrokenError
 from pipeline.metrics import IngestMetrics
 from pipeline.steps.ingest import IngestStep, RawMessage
@@ -46,10 +46,8 @@ def register_ingest_agent(
                 fatal(f"{step.source_topic}: {exc}", EXIT_UPSTREAM_BROKEN)
             except RegistryUnavailableError as exc:
                 fatal(f"schema registry unavailable: {exc}", EXIT_INFRA)
-            if out.canonical:
-                await publish(canonical_topic, out.canonical, retry, metrics.infra_retries)
-            if out.failed:
-                await publish(failed_topic, out.failed, retry, metrics.infra_retries)
+            outputs = ((canonical_topic, out.canonical), (failed_topic, out.failed))
+            await publish_all(outputs, retry, metrics.infra_retries)
             for event in events:
                 await stream.ack(event)
             batch_timer.observe(time.perf_counter() - started)

@@ -12,7 +12,7 @@ from typing import Any
 
 from kafka.partitioner.default import murmur2
 
-from agents.publish import RetryPolicy, publish
+from agents.publish import RetryPolicy, publish_all
 from pipeline.clock import Clock
 from pipeline.metrics import IngestMetrics, JourneyMetrics
 from pipeline.metrics_journey import JourneySignalMetrics
@@ -37,13 +37,15 @@ def register_journey(
     async def emit(out: JourneyOutput) -> None:
         for key, value in out.states.items():
             table[key] = value
-        await publish(outputs["sessions"], out.sessions, retry, metrics.infra_retries)
-        await publish(outputs["failed"], out.failed, retry, metrics.infra_retries)
-        await publish(outputs["resolved"], out.forwards, retry, metrics.infra_retries)
-        if "journey-stages" in outputs:  # stages before signals: a consumer sees the stage a signal refers to
-            await publish(outputs["journey-stages"], out.journey.transitions, retry, metrics.infra_retries)
-            await publish(outputs["signals"], out.journey.signals, retry, metrics.infra_retries)
-            await publish(outputs["customer-profiles"], out.journey.profiles, retry, metrics.infra_retries)
+        first = [(outputs["sessions"], out.sessions), (outputs["failed"], out.failed),
+                 (outputs["resolved"], out.forwards)]  # fmt: skip
+        if "journey-stages" not in outputs:
+            await publish_all(first, retry, metrics.infra_retries)
+            return
+        # Stages before signals: a consumer sees the stage a signal refers to.
+        await publish_all([*first, (outputs["journey-stages"], out.journey.transitions)], retry, metrics.infra_retries)
+        then = [(outputs["signals"], out.journey.signals), (outputs["customer-profiles"], out.journey.profiles)]
+        await publish_all(then, retry, metrics.infra_retries)
 
     async def journey(stream: Any) -> None:
         async for events in stream.noack_take(batch_size, within=within_s):

@@ -101,3 +101,15 @@ async def publish(
         await asyncio.sleep(delay)
         delay = min(delay * 2, policy.max_delay_s)
         pending = failed
+
+
+async def publish_all(
+    outputs: Sequence[tuple[Any, Sequence[tuple[bytes | None, bytes]]]],
+    policy: RetryPolicy,
+    retries: ChildCache[Counter],
+) -> None:
+    """:func:`publish` to several topics at once: one wait for all their acks instead of one per topic.
+
+    Only for outputs with no order between them; callers that need one topic before another call it twice.
+    """
+    await asyncio.gather(*(publish(topic, items, policy, retries) for topic, items in outputs if items))
