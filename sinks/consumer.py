@@ -28,9 +28,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer
@@ -58,6 +58,8 @@ class LoopConfig:
     lag_group: str | None = None
     refresh_s: float = 30.0
     progress_s: float = 30.0
+    #: Security settings for the Kafka client (``pipeline.security.settings_client_config``); never logged.
+    client_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 class SinkLoop:
@@ -107,6 +109,7 @@ class SinkLoop:
                 max_poll_records=self.config.batch_size,
                 max_partition_fetch_bytes=4 * 1024 * 1024,
                 metadata_max_age_ms=int(self.config.refresh_s * 1000),
+                **self.config.client_config,
             )
             clean = False
             try:

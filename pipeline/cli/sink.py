@@ -64,6 +64,7 @@ def sink(
 
     from pipeline.logs import quiet_repeats
     from pipeline.metrics import serve_metrics
+    from pipeline.security import settings_client_config
     from schemas.codec import AvroCodec
     from schemas.registry import FileSchemaRegistry, HttpSchemaRegistry, SchemaRegistry
     from sinks.consumer import LoopConfig, SinkLoop
@@ -117,6 +118,7 @@ def sink(
         batch_max_ms=batch_ms or settings.sink_batch_max_ms,
         snapshot_interval_s=snapshot_every or settings.snapshot_interval_s,
         lag_group=f"{settings.app_id}-sink" if lag_commits else None,
+        client_config=settings_client_config(settings),
     )
     stop = threading.Event()
 
