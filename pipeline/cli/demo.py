@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.app import session_policy
+from pipeline.cli.demo_model import fit_demo_model
 from pipeline.cli.demo_warehouse import run_warehouse
 from pipeline.kafka_local import LocalKafkaError, delete_topics, start_broker, stop_broker
 from pipeline.settings import Settings, load_settings
@@ -68,10 +70,14 @@ def demo(
     ensure_pipeline_topics(settings, bootstrap)
     console.print(f"fresh topics: {', '.join(topics)}")
 
+    end_ms = int(time.time() * 1000) // 60_000 * 60_000
+    model_path = workdir / "model.json"
+    fit_demo_model(console, customers, days, seed, end_ms, model_path)
     env = {
         **os.environ,
         "OMNISTREAM_TOPIC_PREFIX": settings.topic_prefix,
         "OMNISTREAM_APP_ID": settings.app_id,
+        "OMNISTREAM_MODEL_PARAMS_PATH": str(model_path),
         # The simulated history arrives at once: let sessions place events in any order within it.
         "OMNISTREAM_SESSION_GRACE_S": str(GRACE_S),
     }
@@ -93,6 +99,8 @@ def demo(
                 str(days),
                 "--seed",
                 str(seed),
+                "--end",
+                datetime.fromtimestamp(end_ms / 1000, UTC).isoformat(),
                 "--truth",
                 str(truth_path),
             ],

@@ -14,6 +14,7 @@ Everything is a pure function of the statistics, the day and the loaded paramete
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -188,7 +189,12 @@ def score(
         clv = 100 * discounted_clv(
             params.bg, params.gg, x, t_x, big_t, mean_repeat, params.variant, horizon, step, rate
         )
-    return Score(alive, p_act, expected, clv)
+    # A degenerate fit (too little history) can overflow: publish "no score", never NaN or infinity.
+    return Score(_finite(alive), _finite(p_act), _finite(expected), _finite(clv))
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def rfm_segment(s: CustomerStats, today: int) -> str:

@@ -27,6 +27,7 @@ from pipeline.domain.triggers import PURCHASES, TriggerPolicy
 from pipeline.metrics_journey import journey_signal_metrics
 from pipeline.models import bgnbd
 from pipeline.models.fit import fit_bgnbd, fit_model
+from pipeline.models.params import ModelParams
 from pipeline.models.transactions import Transaction, summarise
 from pipeline.simulate.config import SimConfig
 from pipeline.simulate.simulation import Simulation
@@ -75,10 +76,18 @@ def _day(t_ms: int) -> datetime:
     return datetime.fromtimestamp(t_ms / 1000, UTC)
 
 
-def evaluate_journeys(
-    config: SimConfig, policy: TriggerPolicy | None = None, progress: Callable[[int], None] | None = None
-) -> JourneyReport:
-    """Simulate ``config``, run the journey logic per person, score against truth (see the module docstring)."""
+@dataclass
+class SimulatedHistory:
+    """A simulation's valid events after the real ingest rules, per simulated person, and its scripted journeys."""
+
+    sim: Simulation
+    codec: AvroCodec
+    per_person: defaultdict[str, list[CustomerEventRecord]]
+    journeys: list[dict[str, object]]
+
+
+def simulated_history(config: SimConfig, progress: Callable[[int], None] | None = None) -> SimulatedHistory:
+    """Simulate ``config`` and canonicalise every valid event, attributed to its true person."""
     sim = Simulation(config)
     codec = AvroCodec(FileSchemaRegistry())
     ingest, pseudo = IngestPolicy(300_000, 400 * DAY_MS, 65536), Pseudonymiser(b"evaluate")
@@ -102,7 +111,15 @@ def evaluate_journeys(
             journeys.append(dict(msg.note))
         if progress is not None and n % 1000 == 0:
             progress(n)
-    end_day = _day(config.end_ms).date()
+    return SimulatedHistory(sim, codec, per_person, journeys)
+
+
+def fit_history(
+    per_person: dict[str, list[CustomerEventRecord]], end_ms: int, version: str = "evaluate"
+) -> ModelParams:
+    """Purchase model (modified BG/NBD + Gamma-Gamma) and activity model, days as the unit, fitted on
+    ``per_person`` as ``omnistream model fit`` would after a backfill."""
+    end_day = _day(end_ms).date()
     buys = [
         Transaction(p, _day(e["event_time"]).date(), event_money(e) / 100, None, 0)
         for p, evs in per_person.items()
@@ -110,9 +127,18 @@ def evaluate_journeys(
         if e["event_type"] in PURCHASES
     ]
     acts = [Transaction(p, _day(e["event_time"]).date(), 0.0, None, 0) for p, evs in per_person.items() for e in evs]
-    params = fit_model(summarise(buys, end_day, 1.0), end_day, 1.0, bgnbd.MBGNBD, "evaluate")
+    params = fit_model(summarise(buys, end_day, 1.0), end_day, 1.0, bgnbd.MBGNBD, version)
     activity, _ = fit_bgnbd(summarise(acts, end_day, 1.0), bgnbd.MBGNBD)
-    params = type(params)(**{**params.__dict__, "activity": activity})
+    return type(params)(**{**params.__dict__, "activity": activity})
+
+
+def evaluate_journeys(
+    config: SimConfig, policy: TriggerPolicy | None = None, progress: Callable[[int], None] | None = None
+) -> JourneyReport:
+    """Simulate ``config``, run the journey logic per person, score against truth (see the module docstring)."""
+    history = simulated_history(config, progress)
+    sim, codec, per_person, journeys = history.sim, history.codec, history.per_person, history.journeys
+    params = fit_history(per_person, config.end_ms)
     trig = policy or TriggerPolicy(holdout_share=config.holdout_share)
     step = JourneySignals(
         SignalsConfig(triggers=trig, params=params), codec, journey_signal_metrics(CollectorRegistry())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -144,3 +145,15 @@ def test_rfm_segments() -> None:
     assert churn.rfm_segment(s, 110) == "champion"
     assert churn.rfm_segment(s, 250) == "at_risk"
     assert churn.rfm_segment(s, 1000) == "lost"
+
+
+def test_a_degenerate_fit_scores_nothing_rather_than_nan() -> None:
+    # A modified BG/NBD fitted on two weeks of history: the optimiser ran off to huge parameters.
+    bg = BgParams(2157518.84, 23528823.38, 115936.94, 101024.67)
+    params = ModelParams("t", bgnbd.MBGNBD, bg, GgParams(3.33, 2.26, 64.02), 1.0, 0, 0, "", "")
+    s = CustomerStats()
+    churn.add_purchase(s, "e1", 100 * DAY_MS, 2500, "EUR")
+    churn.add_purchase(s, "e2", 103 * DAY_MS, 4000, "EUR")
+    sc = churn.score(s, 110, params)
+    for value in sc:
+        assert value is None or math.isfinite(value)
