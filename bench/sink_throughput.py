@@ -6,7 +6,8 @@ offsets and the COMMIT, and one snapshot publish at the end (its CHECKPOINT comp
 to the WAL; the sink publishes every snapshot interval), on a fresh file. Two ways, on the same batches:
 
 * ``sink``: like ``SinkLoop`` runs it: this thread converts batch N+1 while one writer thread commits batch N
-  (DuckDB releases the GIL, so the two overlap on two cores). This is the sink's figure.
+  (DuckDB releases the GIL while a statement runs;
+  the overlap is partial: the writer needs the GIL back after each statement). This is the sink's figure.
 * ``serial``: convert, then write, one batch after the other on one thread (what a single-threaded caller of
   ``write(Batch)`` gets; comparable with figures of versions that converted inside ``write``).
 
@@ -15,7 +16,7 @@ then frozen out of the garbage collector, because the sink holds two batches, no
 collections scanning them would bill the bench's own data to the sink.
 Does not measure Kafka fetching or Avro decoding (see bench/floor.py for those), nor merges of big tables.
 
-    .venv/bin/python -m bench.sink_throughput --rows 1000000 --batch 20000
+    .venv/bin/python -m bench.sink_throughput --rows 1000000 --batch 50000
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def run(work: list[Batch], tables: list[BoundTable], pipelined: bool) -> Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", choices=("both", "sink", "serial"), default="both")
     args = parser.parse_args()

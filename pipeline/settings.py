@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         None, description="Snapshot readers open (default <state_dir>/warehouse.snapshot.duckdb)"
     )
     snapshot_interval_s: float = Field(10.0, gt=0, description="Seconds between snapshots = staleness bound")
-    sink_batch_size: int = Field(20_000, ge=1, description="Messages per DuckDB transaction at most")
+    sink_batch_size: int = Field(50_000, ge=1, description="Messages per DuckDB transaction at most")
     sink_batch_max_ms: int = Field(1_000, ge=1, description="A sink batch is committed after this long at most")
     sink_metrics_port: int | None = Field(None, description="/metrics port of the sink (default metrics_port + 90)")
     sink_customer_events: bool = Field(False, description="Also store every canonical event (customer_events)")

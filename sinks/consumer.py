@@ -52,7 +52,7 @@ class LoopConfig:
     """How the loop batches and how often it publishes snapshots."""
 
     bootstrap: str
-    batch_size: int = 20_000
+    batch_size: int = 50_000
     batch_max_ms: int = 1_000
     snapshot_interval_s: float = 10.0
     lag_group: str | None = None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
@@ -89,27 +89,19 @@ class BoundTable:
         """The row of a decoded record (the record itself unless the spec converts it)."""
         return record if self.spec.to_row is None else self.spec.to_row(record)
 
+    @cached_property
+    def arrow_struct(self) -> Any:
+        """The row type as one Arrow struct: field per column, in column order."""
+        return pa.struct([(c.name, c.arrow_type) for c in self.columns])
+
     def arrow(self, rows: Sequence[Mapping[str, Any]]) -> Any:
         """A ``pyarrow.Table`` of ``rows`` with exactly this table's columns and types; a missing field is NULL.
 
-        Column-wise build: ``itemgetter`` + ``zip(*…)`` transpose the rows into one tuple per column in C, and
-        one ``pa.array`` per column converts it; a comprehension per column (or ``from_pylist``) does the same
-        dict lookups in the interpreter and is several times slower."""
-        names = [c.name for c in self.columns]
-        arrays = [pa.array(v, type=c.arrow_type) for v, c in zip(_transpose(rows, names), self.columns, strict=True)]
-        return pa.Table.from_arrays(arrays, names=names)
-
-
-def _transpose(rows: Sequence[Mapping[str, Any]], names: list[str]) -> list[Sequence[Any]]:
-    if not rows:
-        return [[] for _ in names]
-    if len(names) == 1:
-        return [[r.get(names[0]) for r in rows]]
-    try:
-        return list(zip(*map(itemgetter(*names), rows), strict=True))
-    except KeyError:
-        # A row without some field (a converted row, an older shape): its value becomes NULL, as documented.
-        return [[r.get(n) for r in rows] for n in names]
+        One ``pa.array`` of the rows as a struct type: Arrow reads every dict in C++ (field lookups, nested
+        lists and maps) in one pass, 2-2.5x faster than transposing the rows in Python first and converting
+        column by column (the sessions' list and map columns included); the struct's fields become the columns.
+        Keys of a row that are not columns are ignored."""
+        return pa.Table.from_struct_array(pa.array(rows, type=self.arrow_struct))
 
 
 TABLES: dict[str, TableSpec] = {

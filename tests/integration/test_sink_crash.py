@@ -90,6 +90,8 @@ def stored_offsets(path: Path) -> int:
 def run_to_end(env: PipelineEnv, name: str, db: Path, want: int) -> None:
     """Run a sink until its snapshot holds offsets of every message, then stop it cleanly."""
     proc = start_sink(env, name, db, "--snapshot-every", "0.5")
+    # The work may already be stored by the sink before it: stop only a sink that has its SIGTERM handler.
+    wait_until(lambda: "sink assigned" in proc.log_tail(), 30, 0.1, f"{name} to start")
 
     def caught_up() -> bool:
         assert proc.alive(), proc.log_tail()
