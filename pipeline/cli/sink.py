@@ -31,7 +31,7 @@ def sink(
     snapshot_every: Annotated[
         float | None, typer.Option(min=0.5, help="Seconds between snapshots; also the staleness bound (default 10)")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Messages per transaction at most (20000)")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Messages per transaction at most (50000)")] = None,
     batch_ms: Annotated[
         int | None, typer.Option(min=1, help="A batch is committed this many ms after it started at most (1000)")
     ] = None,
