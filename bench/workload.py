@@ -22,7 +22,7 @@ from bench.context import REPO_ROOT, BenchContext, read_json, write_json
 from bench.topics import drop_topics
 from pipeline.kafka_local import delete_topics, list_topics
 from pipeline.settings import CHANNELS
-from pipeline.topics import ensure_pipeline_topics
+from pipeline.topics import ensure_pipeline_topics, topic_specs
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def ensure_workload(
 
 def drop_stale(ctx: BenchContext) -> None:
     """Delete what earlier runs' measurements left: their own topics and their Faust changelogs."""
-    keep = set(ctx.settings().pipeline_topics)
+    keep = {spec.name for spec in topic_specs(ctx.settings())}
     names = [t for t in list_topics(ctx.bootstrap) if t.startswith(ctx.prefix) and t not in keep]
     names += [t for t in list_topics(ctx.bootstrap) if t.startswith(ctx.prefix.rstrip(".") + "-")]
     if names:

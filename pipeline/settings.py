@@ -117,25 +117,11 @@ class Settings(BaseSettings):
         """Channel -> input topic name."""
         return {channel: self.topic(channel) for channel in CHANNELS}
 
-    @property
-    def pipeline_topics(self) -> list[str]:
-        """Every topic the project creates (inputs, internal and outputs)."""
-        names = [
-            *CHANNELS,
-            "customer-events",
-            "failed-events",
-            "resolved-events",
-            "sessions",
-            "identity-merges",
-            "journey-stages",
-            "signals",
-            "customer-profiles",
-            "identity-links",
-            "identity-assignments",
-        ]
-        return [self.topic(n) for n in names]
-
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, with explicit overrides (CLI flags) taking precedence."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Build settings from the environment, with explicit overrides (CLI flags) taking precedence.
+
+    An override of ``None`` is a flag that was not given: the environment or the default applies.
+    """
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return Settings(**given)  # type: ignore[arg-type]

@@ -38,12 +38,7 @@ def backfill(
     from schemas.codec import AvroCodec
 
     console = Console(stderr=True, soft_wrap=True)
-    overrides: dict[str, object] = {}
-    if bootstrap:
-        overrides["kafka_bootstrap"] = bootstrap
-    if topic_prefix is not None:
-        overrides["topic_prefix"] = topic_prefix
-    settings = load_settings(**overrides)
+    settings = load_settings(kafka_bootstrap=bootstrap or None, topic_prefix=topic_prefix)
     rows = list(read_transactions(transactions))
     txs = [r for r in rows if isinstance(r, Transaction)]
     bad = [r for r in rows if isinstance(r, BadLine)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,26 +17,20 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.app import session_policy
+from pipeline.cli.children import start_child, stop_child
 from pipeline.cli.demo_model import fit_demo_model
 from pipeline.cli.demo_warehouse import run_warehouse
+from pipeline.domain.records import FailureType
 from pipeline.kafka_local import LocalKafkaError, delete_topics, start_broker, stop_broker
 from pipeline.settings import Settings, load_settings
 from pipeline.summary import OutputSummary, summarise
 from pipeline.topic_reader import topic_end_total
-from pipeline.topics import ensure_pipeline_topics
+from pipeline.topics import ensure_pipeline_topics, topic_specs
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
 
 GRACE_S = (60 + 1) * 86400
-FAILURE_OUTCOMES = (
-    "decode_error",
-    "unknown_schema",
-    "schema_violation",
-    "validation_error",
-    "size_violation",
-    "late_event",
-    "processing_error",
-)
+FAILURE_OUTCOMES = tuple(t.value for t in FailureType)
 
 
 def demo(
@@ -65,7 +58,7 @@ def demo(
         raise typer.Exit(1) from exc
     console.print(f"broker ready at {result.bootstrap} ({result.seconds:.1f}s)")
     bootstrap = result.bootstrap
-    topics = settings.pipeline_topics
+    topics = [spec.name for spec in topic_specs(settings)]
     delete_topics(bootstrap, topics)
     ensure_pipeline_topics(settings, bootstrap)
     console.print(f"fresh topics: {', '.join(topics)}")
@@ -82,7 +75,7 @@ def demo(
         "OMNISTREAM_SESSION_GRACE_S": str(GRACE_S),
     }
     worker_log = workdir / "worker.log"
-    worker = _start_worker(env, worker_log)
+    worker = start_child("worker", env, worker_log)
     console.print(f"worker started (pid {worker.pid}, log {worker_log})")
     exit_code = 0
     try:
@@ -124,7 +117,7 @@ def demo(
         exit_code |= run_warehouse(console, settings.model_copy(update={"kafka_bootstrap": bootstrap}), env, workdir,
                                    timeout)  # fmt: skip
     finally:
-        code = _stop_worker(worker)
+        code = stop_child(worker)
         console.print(f"worker stopped with exit code {code} (log: {worker_log})")
         if not keep_broker and result.started:
             stop_broker(settings)
@@ -132,28 +125,6 @@ def demo(
     if code != 0:
         exit_code = 1
     raise typer.Exit(exit_code)
-
-
-def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "worker", "--log-level", "WARNING"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _stop_worker(worker: subprocess.Popen[bytes]) -> int:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            return worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            return worker.wait()
-    return worker.returncode
 
 
 def _wait_for_outputs(

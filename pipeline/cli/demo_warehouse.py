@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 
+from pipeline.cli.children import start_child, stop_child
 from pipeline.settings import Settings
 from pipeline.topic_reader import topic_end_total
 
@@ -30,14 +28,7 @@ def run_warehouse(console: Console, settings: Settings, env: dict[str, str], wor
         "OMNISTREAM_SNAPSHOT_INTERVAL_S": "2",
     }
     log_path = workdir / "sink.log"
-    with log_path.open("wb") as log:
-        sink = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "sink", "--log-level", "WARNING"],
-            env=sink_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    sink = start_child("sink", sink_env, log_path)
     try:
         want = sum(topic_end_total(settings.kafka_bootstrap, settings.topic(t)) for t in SINK_TOPICS)
         if not _wait_snapshot(console, snapshot, want, sink, timeout):
@@ -46,7 +37,7 @@ def run_warehouse(console: Console, settings: Settings, env: dict[str, str], wor
         _report(console, snapshot, workdir / "report.html")
         return 0
     finally:
-        code = _stop(sink)
+        code = stop_child(sink)
         console.print(f"sink stopped with exit code {code} (log: {log_path})")
 
 
@@ -83,14 +74,3 @@ def _report(console: Console, snapshot: Path, html_path: Path) -> None:
     terminal.render(data, Console(width=max(console.width, 100)))  # the report is laid out for 100 columns
     html_path.write_text(html.render(data), encoding="utf-8")
     console.print(f'HTML report: {html_path}  ·  query it: omnistream sql --snapshot {snapshot} "…"')
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            return proc.wait()
-    return int(proc.returncode)

@@ -18,12 +18,7 @@ MIN_RECALL = 0.95
 
 
 def _settings(bootstrap: str | None, topic_prefix: str | None) -> Settings:
-    overrides: dict[str, object] = {}
-    if bootstrap:
-        overrides["kafka_bootstrap"] = bootstrap
-    if topic_prefix is not None:
-        overrides["topic_prefix"] = topic_prefix
-    return load_settings(**overrides)
+    return load_settings(kafka_bootstrap=bootstrap or None, topic_prefix=topic_prefix)
 
 
 def _read_state(settings: Settings) -> tuple[dict[str, str], set[str], list[Any]]:

@@ -16,7 +16,7 @@ from pipeline.kafka_local import (
     stop_broker,
 )
 from pipeline.kafka_local.config import BrokerLayout
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import load_settings
 from pipeline.topics import ensure_pipeline_topics, topic_specs
 
 kafka_app = typer.Typer(
@@ -28,10 +28,6 @@ PortOption = Annotated[int | None, typer.Option(help="Client port of the local b
 ControllerPortOption = Annotated[
     int | None, typer.Option(help="KRaft controller port of the local broker (default from settings)")
 ]
-
-
-def _settings(**overrides: object) -> Settings:
-    return load_settings(**{key: value for key, value in overrides.items() if value is not None})
 
 
 def _fail(console: Console, error: LocalKafkaError) -> typer.Exit:
@@ -64,7 +60,7 @@ def up(
     Kafka jars with Maven into the cache dir (OMNISTREAM_KAFKA_CACHE_DIR); later runs work offline.
     """
     console = Console(soft_wrap=True)
-    settings = _settings(
+    settings = load_settings(
         partitions=partitions,
         broker_port=broker_port,
         controller_port=controller_port,
@@ -112,7 +108,7 @@ def down(
     Harmless when nothing runs. A Kafka that was not started from this state dir is never touched.
     """
     console = Console(soft_wrap=True)
-    settings = _settings(broker_port=broker_port, controller_port=controller_port)
+    settings = load_settings(broker_port=broker_port, controller_port=controller_port)
     try:
         pid = stop_broker(settings, timeout_s=timeout, purge=purge)
     except LocalKafkaError as error:
@@ -133,7 +129,7 @@ def status(broker_port: PortOption = None, controller_port: ControllerPortOption
     Exit code 0 when a broker answers metadata at the local bootstrap, 1 when not, so scripts can test it.
     """
     console = Console(soft_wrap=True)
-    settings = _settings(broker_port=broker_port, controller_port=controller_port)
+    settings = load_settings(broker_port=broker_port, controller_port=controller_port)
     try:
         state = broker_status(settings)
     except LocalKafkaError as error:

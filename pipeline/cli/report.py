@@ -24,18 +24,14 @@ def report(
 ) -> None:
     """Funnel by channel, cross- vs single-channel conversion, top paths, journey stages, churn risk, CLV and RFM
     segments, market basket (support/confidence/lift), campaign engagement and uplift vs holdout, data quality."""
+    from pipeline.cli.warehouse import open_snapshot_or_exit
     from pipeline.reports import html as html_report
     from pipeline.reports import terminal
     from pipeline.reports.model import collect
-    from sinks.snapshot import NoSnapshotError, open_snapshot
 
     path = snapshot or warehouse_snapshot_path(load_settings())
     console = Console(width=width)
-    try:
-        con = open_snapshot(path)
-    except NoSnapshotError as error:
-        console.print(f"[red]{error}[/]: start `omnistream sink` first")
-        raise typer.Exit(1) from error
+    con = open_snapshot_or_exit(path, console)
     with con, console.status("querying the warehouse snapshot"):
         data = collect(con)
     if not (html and quiet):

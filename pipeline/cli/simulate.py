@@ -71,12 +71,7 @@ def simulate(
     any message was not acknowledged by Kafka.
     """
     console = Console(stderr=True, soft_wrap=True)
-    overrides: dict[str, object] = {}
-    if bootstrap:
-        overrides["kafka_bootstrap"] = bootstrap
-    if topic_prefix is not None:
-        overrides["topic_prefix"] = topic_prefix
-    settings = load_settings(**overrides)
+    settings = load_settings(kafka_bootstrap=bootstrap or None, topic_prefix=topic_prefix)
     try:
         config = SimConfig(
             customers=customers,

@@ -73,10 +73,7 @@ def sink(
     from sinks.metrics import sink_metrics
     from sinks.tables import DEFAULT_TABLES, bind_tables
 
-    overrides: dict[str, object] = {"log_level": log_level}
-    if bootstrap:
-        overrides["kafka_bootstrap"] = bootstrap
-    settings = load_settings(**overrides)
+    settings = load_settings(log_level=log_level, kafka_bootstrap=bootstrap or None)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_repeats()
     log = logging.getLogger("omnistream.sink")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.table import Table
 
 from pipeline.cli.sink import warehouse_snapshot_path
 from pipeline.settings import load_settings
+
+if TYPE_CHECKING:
+    import duckdb
 
 export_app = typer.Typer(help="Export the warehouse snapshot for other engines.", no_args_is_help=True)
 
@@ -33,15 +36,11 @@ def sql(
     """Run a read-only SQL query against the latest warehouse snapshot (docs/warehouse.md lists the tables)."""
     import duckdb
 
-    from sinks.snapshot import NoSnapshotError, open_snapshot, published_at_ms
+    from sinks.snapshot import published_at_ms
 
     path = snapshot or warehouse_snapshot_path(load_settings())
     console = Console()
-    try:
-        con = open_snapshot(path)
-    except NoSnapshotError as error:
-        console.print(f"[red]{error}[/]: start `omnistream sink` first")
-        raise typer.Exit(1) from error
+    con = open_snapshot_or_exit(path, console)
     with con:
         try:
             cur = con.execute(query)
@@ -80,15 +79,10 @@ def parquet(
     """Write the snapshot as Hive-partitioned Parquet, <out>/<table>/date=YYYY-MM-DD/, readable by Spark,
     Trino or DuckDB (read_parquet('<out>/sessions/*/*.parquet', hive_partitioning=true))."""
     from sinks.export import export_parquet
-    from sinks.snapshot import NoSnapshotError, open_snapshot
 
     path = snapshot or warehouse_snapshot_path(load_settings())
     console = Console()
-    try:
-        con = open_snapshot(path)
-    except NoSnapshotError as error:
-        console.print(f"[red]{error}[/]: start `omnistream sink` first")
-        raise typer.Exit(1) from error
+    con = open_snapshot_or_exit(path, console)
     names = [t.strip() for t in tables.split(",") if t.strip()] if tables else None
     with con, console.status("exporting") as status:
         try:
@@ -97,3 +91,14 @@ def parquet(
             raise typer.BadParameter(str(error), param_hint="--tables") from error
     for table, rows in written.items():
         console.print(f"  {table:<22} {rows:>10,} rows -> {out / table}")
+
+
+def open_snapshot_or_exit(path: Path, console: Console) -> duckdb.DuckDBPyConnection:
+    """Open the published snapshot read-only, or tell the user to start the sink and exit 1."""
+    from sinks.snapshot import NoSnapshotError, open_snapshot
+
+    try:
+        return open_snapshot(path)
+    except NoSnapshotError as error:
+        console.print(f"[red]{error}[/]: start `omnistream sink` first")
+        raise typer.Exit(1) from error

@@ -41,12 +41,9 @@ def worker(
     from pipeline.metrics import serve_metrics
     from pipeline.security import KafkaAuthError, SecurityConfigError, check_connection, kafka_security
 
-    overrides: dict[str, object] = {}
-    for name, value in (("worker_id", worker_id), ("kafka_bootstrap", bootstrap), ("metrics_port", metrics_port),
-                        ("log_level", log_level)):  # fmt: skip
-        if value is not None:
-            overrides[name] = value
-    settings = load_settings(**overrides)
+    settings = load_settings(
+        worker_id=worker_id, kafka_bootstrap=bootstrap, metrics_port=metrics_port, log_level=log_level
+    )
     if settings.pii_secret.get_secret_value() == DEV_PII_SECRET:
         typer.secho(
             "warning: OMNISTREAM_PII_SECRET is the development default; set a real secret in production",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.domain.records import FailureType
 from pipeline.settings import load_settings
 from pipeline.summary import OutputSummary, summarise
 from pipeline.topic_reader import topic_end_total
@@ -19,15 +20,7 @@ from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
 from tests.integration.processes import Proc, wait_until
 
-FAILURE_OUTCOMES = (
-    "decode_error",
-    "unknown_schema",
-    "schema_violation",
-    "validation_error",
-    "size_violation",
-    "late_event",
-    "processing_error",
-)
+FAILURE_OUTCOMES = tuple(t.value for t in FailureType)
 
 
 def free_port() -> int:
