@@ -195,19 +195,20 @@ class _RefusalCatcher(logging.Handler):
     """Remembers the first authentication refusal kafka-python logs (as an argument of its log record)."""
 
     def __init__(self, refused: tuple[type[BaseException], ...]) -> None:
+        from kafka.errors import KafkaConnectionError
+
         super().__init__(logging.WARNING)
         self._refused = refused
+        self._connection_error = KafkaConnectionError
         self.refusal: BaseException | None = None
         self.dropped = False  # a connection was established and then closed by the broker
 
     def emit(self, record: logging.LogRecord) -> None:
-        import kafka.errors as kafka_errors
-
         args = record.args if isinstance(record.args, tuple) else ()
         for arg in args:
             if isinstance(arg, self._refused) and self.refusal is None:
                 self.refusal = arg
-            elif isinstance(arg, kafka_errors.KafkaConnectionError) and "disconnected" in str(arg):
+            elif isinstance(arg, self._connection_error) and "disconnected" in str(arg):
                 self.dropped = True
 
 
