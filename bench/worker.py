@@ -21,7 +21,9 @@ def main(argv: list[str]) -> None:
     cli_worker = importlib.import_module("pipeline.cli.worker")
 
     def load(**overrides: object) -> SharedInputSettings:
-        return SharedInputSettings(**overrides)  # type: ignore[arg-type]
+        # Same rule as pipeline.settings.load_settings: None is a flag that was not given.
+        given = {name: value for name, value in overrides.items() if value is not None}
+        return SharedInputSettings(**given)  # type: ignore[arg-type]
 
     cli_worker.load_settings = load
     worker_id = int(argv[1]) if len(argv) > 1 else 0
