@@ -1,5 +1,6 @@
-"""Identity agents: the router on customer-events (every worker) and the link writer on identity-links
-(one partition, so exactly one worker at a time). Both only move data; the logic is in pipeline.steps.identity.
+"""Identity agent: the link writer on identity-links (one partition, so exactly one worker at a time), and the
+replica start-up the ingest agents (which route every canonical event, see agents/ingest.py) wait for. Both only
+move data; the logic is in pipeline.steps.identity.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 
 from agents.publish import RetryPolicy, publish
 from pipeline.identity.replica import AssignmentReplica
-from pipeline.metrics import ChildCache, IngestMetrics
-from pipeline.steps.identity import IdentityRouter, IdentityWriter
+from pipeline.metrics import ChildCache
+from pipeline.steps.identity import IdentityWriter
 from pipeline.topic_reader import iter_topic
 
 log = logging.getLogger(__name__)
@@ -23,29 +24,14 @@ def _raw(app: Any, name: str) -> Any:
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-def register_identity_router(
-    app: Any, router: IdentityRouter, replica: AssignmentReplica, source: str, resolved: Any, links: Any,
-    metrics: IngestMetrics, retry: RetryPolicy, batch_size: int, within_s: float,
-) -> Any:  # fmt: skip
-    """Resolve ordinary events locally; send link events to the single writer."""
-    timer = metrics.batch_seconds.get("identity-route")
+async def wait_for_replica(replica: AssignmentReplica, timeout_s: float = 120.0) -> None:
+    """Start the worker's replica once and wait until it has caught up (the ingest agents call this first).
 
-    async def route(stream: Any) -> None:
-        if not replica.started:
-            replica.start()
-        # Resolving against a half-loaded replica would scatter known customers onto implicit profiles.
-        if not await asyncio.get_running_loop().run_in_executor(None, replica.wait_caught_up, 120.0):
-            log.warning("identity replica not caught up after 120s (%r); resolving anyway", replica.error)
-        async for events in stream.noack_take(batch_size, within=within_s):
-            started = time.perf_counter()
-            out = router.process_batch([e.message.value for e in events])
-            await publish(links, out.links, retry, metrics.infra_retries)
-            await publish(resolved, out.resolved, retry, metrics.infra_retries)
-            for event in events:
-                await stream.ack(event)
-            timer.observe(time.perf_counter() - started)
-
-    return app.agent(_raw(app, source), name="identity-route", concurrency=1)(route)
+    Resolving against a half-loaded replica would scatter known customers onto implicit profiles."""
+    if not replica.started:
+        replica.start()
+    if not await asyncio.get_running_loop().run_in_executor(None, replica.wait_caught_up, timeout_s):
+        log.warning("identity replica not caught up after %.0fs (%r); resolving anyway", timeout_s, replica.error)
 
 
 def register_identity_writer(

@@ -11,12 +11,13 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from prometheus_client import Counter
 
+from agents.batching import Partitioner, aiokafka_producer, send_chunks
 from pipeline.metrics import ChildCache
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 #: Exit codes: supervisors restart on any non-zero; these tell operators why.
 EXIT_INFRA = 75  # EX_TEMPFAIL: Kafka or registry unavailable for longer than the retry budget
 EXIT_UPSTREAM_BROKEN = 65  # EX_DATAERR: invalid-input share over the guard limit
+_PARTITIONER = Partitioner()  # a cache of key -> partition, shared by every agent of the process
 
 
 @dataclass(frozen=True)
@@ -64,34 +66,32 @@ async def publish(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + policy.budget_s
     attempt = 0
+    name = topic.get_topic_name()
     while pending:
         failed: list[tuple[bytes | None, bytes]] = []
         last_error: BaseException | None = None
-        futures: list[Awaitable[Any]] = []
         try:
-            for key, value in pending:
-                futures.append(await topic.send(key=key, value=value, force=True))
-        except Exception as exc:  # the producer itself refused (e.g. metadata timeout)
-            last_error = exc
-            failed = pending[len(futures) :]
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        for item, result in zip(pending, results, strict=False):
+            chunks = await send_chunks(aiokafka_producer(topic), name, pending, _PARTITIONER)
+        except Exception as exc:  # no metadata for the topic: nothing was queued
+            last_error, failed, chunks = exc, pending, []
+        results = await asyncio.gather(*(c.future for c in chunks), return_exceptions=True)
+        for chunk, result in zip(chunks, results, strict=True):
             if isinstance(result, BaseException):
-                failed.append(item)
+                failed.extend(chunk.items)
                 last_error = result
         if not failed:
             return
         attempt += 1
-        retries.get(f"produce:{topic.get_topic_name()}").inc()
+        retries.get(f"produce:{name}").inc()
         if loop.time() + delay > deadline:
             fatal(
-                f"Kafka unavailable: could not publish {len(failed)} messages to {topic.get_topic_name()} "
+                f"Kafka unavailable: could not publish {len(failed)} messages to {name} "
                 f"for {policy.budget_s:.0f}s ({last_error!r}); exiting so the batch is replayed after restart",
                 EXIT_INFRA,
             )
         log.error(
             "publish to %s failed for %d of %d messages (%r); retry %d in %.1fs",
-            topic.get_topic_name(),
+            name,
             len(failed),
             len(pending),
             last_error,

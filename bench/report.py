@@ -121,7 +121,6 @@ def batch_lines(m: Measurement | None, per_channel: dict[str, int]) -> list[str]
         return next((n for topic, n in outputs.items() if topic.endswith(suffix)), None)
 
     inputs: dict[str, int | None] = {f"ingest:{c}": n for c, n in per_channel.items()}
-    inputs["identity-route"] = total("customer-events")
     inputs["journey"] = total("resolved-events")
     out = ["", "Micro-batches in the 1-worker run (worker's `batch_seconds` histogram):", ""]
     out += ["| stage | batches | mean events/batch | mean ms/batch |", "|---|---|---|---|"]

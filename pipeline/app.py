@@ -9,8 +9,8 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from agents.identity import register_identity_router, register_identity_writer
-from agents.ingest import register_ingest_agent
+from agents.identity import register_identity_writer
+from agents.ingest import IngestOutputs, register_ingest_agent
 from agents.journey import register_journey
 from agents.publish import RetryPolicy
 from pipeline.clock import Clock, SystemClock
@@ -23,7 +23,7 @@ from pipeline.domain.quarantine import Quarantine
 from pipeline.domain.sessions_summary import SessionPolicy
 from pipeline.faust_sensor import install_sensor
 from pipeline.identity.replica import AssignmentReplica
-from pipeline.metrics import IngestMetrics, identity_metrics, ingest_metrics, journey_metrics
+from pipeline.metrics import IdentityMetrics, IngestMetrics, identity_metrics, ingest_metrics, journey_metrics
 from pipeline.metrics_journey import journey_signal_metrics
 from pipeline.security import faust_credentials, kafka_security, settings_client_config
 from pipeline.settings import Settings
@@ -83,6 +83,8 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=5,
+        # Agents send whole record batches per partition (agents/batching.py); 16 KB would split them.
+        producer_max_batch_size=512 * 1024,
         # Bounded so that our own retry loop sees an outage and reports it instead of aiokafka waiting 20 min.
         producer_request_timeout=30.0,
         broker_commit_interval=settings.commit_interval_s,
@@ -98,8 +100,16 @@ def create_app(
     pseudonymiser = Pseudonymiser(secret)
     quarantine = Quarantine(secret)
     dedup = DedupWindow(settings.dedup_capacity)
-    canonical = _topic(app, settings.topic("customer-events"))
-    failed = _topic(app, settings.topic("failed-events"))
+    t = settings.topic
+    replica = AssignmentReplica(settings.kafka_bootstrap, t("identity-assignments"), settings_client_config(settings))
+    idm = identity_metrics(registry)
+    router = IdentityRouter(replica, idm)
+    outputs = IngestOutputs(
+        _topic(app, t("customer-events")),
+        _topic(app, t("failed-events")),
+        _topic(app, t("resolved-events")),
+        _topic(app, t("identity-links")),
+    )
     for channel, topic_name in settings.input_topics.items():  # one agent per channel
         step = IngestStep(
             channel,
@@ -114,11 +124,11 @@ def create_app(
             clock,
         )
         register_ingest_agent(
-            app, step, canonical, failed, metrics, RetryPolicy(), tuning.batch_size, tuning.batch_within_s
+            app, step, router, replica, outputs, metrics, RetryPolicy(), tuning.batch_size, tuning.batch_within_s
         )
-    register_identity_and_journey(app, settings, codec, quarantine, registry, clock, tuning, metrics)
-    consumed = [*settings.input_topics.values(), *(settings.topic(t) for t in ("customer-events", "identity-links"))]
-    install_sensor(app, registry, [*consumed, settings.topic("resolved-events")])
+    register_identity_and_journey(app, settings, codec, quarantine, registry, clock, tuning, metrics, idm)
+    consumed = [*settings.input_topics.values(), t("identity-links")]
+    install_sensor(app, registry, [*consumed, t("resolved-events")])
     return app
 
 
@@ -136,14 +146,12 @@ def session_policy(settings: Settings) -> SessionPolicy:
 
 def register_identity_and_journey(
     app: faust.App, settings: Settings, codec: AvroCodec, quarantine: Quarantine, registry: CollectorRegistry,
-    clock: Clock, tuning: WorkerTuning, metrics: IngestMetrics,
+    clock: Clock, tuning: WorkerTuning, metrics: IngestMetrics, idm: IdentityMetrics,
 ) -> None:  # fmt: skip
-    """Identity routing, the single link writer, and the journey (sessions) stage."""
-    idm = identity_metrics(registry)
+    """The single link writer and the journey (sessions) stage (routing runs in the ingest agents)."""
     t = settings.topic
     outputs = {
         "resolved": _topic(app, t("resolved-events")),
-        "links": _topic(app, t("identity-links")),
         "assignments": _topic(app, t("identity-assignments")),
         "merges": _topic(app, t("identity-merges")),
         "sessions": _topic(app, t("sessions")),
@@ -153,12 +161,7 @@ def register_identity_and_journey(
         "failed": _topic(app, t("failed-events")),
     }
     client = settings_client_config(settings)
-    replica = AssignmentReplica(settings.kafka_bootstrap, t("identity-assignments"), client)
     retry = RetryPolicy()
-    register_identity_router(
-        app, IdentityRouter(codec, replica, idm), replica, t("customer-events"), outputs["resolved"],
-        outputs["links"], metrics, retry, tuning.batch_size, tuning.batch_within_s,
-    )  # fmt: skip
     limit = settings.identity_max_customers_per_identifier
     policy = IdentityPolicy({kind: limit for kind in KINDS if kind != "customer_id"})
     register_identity_writer(

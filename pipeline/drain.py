@@ -17,7 +17,7 @@ from pipeline.security import settings_client_config
 from pipeline.settings import CHANNELS, Settings
 from pipeline.topic_reader import topic_end_total
 
-CONSUMED = (*CHANNELS, "customer-events", "identity-links", "resolved-events")
+CONSUMED = (*CHANNELS, "identity-links", "resolved-events")
 OUTPUTS = ("customer-events", "failed-events", "resolved-events", "sessions", "identity-assignments")
 
 

@@ -1,5 +1,6 @@
-"""Identity steps: routing canonical events (resolve locally, or send links to the single writer) and the
-writer's application of links in the one total order of the ``identity-links`` topic.
+"""Identity steps: routing canonical events (resolve locally, or send links to the single writer; the ingest
+agents call the router on each batch they canonicalised) and the writer's application of links in the one
+total order of the ``identity-links`` topic.
 
 Guarantees: every canonical event is emitted exactly once per processing to ``resolved-events`` — directly by
 the router, or by the writer for link events, after the link is applied, keyed by the surviving profile.
@@ -10,8 +11,9 @@ the assignment a link just made; such events land on the implicit profile and ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.domain.identity import IdentityPolicy, IdentityState, apply_link, resolve
 from pipeline.domain.identity_rules import link_candidates
@@ -34,23 +36,25 @@ class RouteOutput:
 class IdentityRouter:
     """Resolves ordinary events against the local replica; passes link events to the writer."""
 
-    def __init__(self, codec: AvroCodec, replica: AssignmentReplica, metrics: IdentityMetrics) -> None:
-        self._codec = codec
+    def __init__(self, replica: AssignmentReplica, metrics: IdentityMetrics) -> None:
         self._replica = replica
         self._routed = metrics.routed
 
-    def process_batch(self, values: Sequence[bytes]) -> RouteOutput:
+    def route(self, records: Sequence[Mapping[str, Any]], values: Sequence[bytes]) -> RouteOutput:
+        """Route each canonical event (``records[i]`` is ``values[i]`` decoded): resolved here, or a link."""
         out = RouteOutput()
         lookup, shared = self._replica.lookup, self._replica.shared
-        for value in values:
-            record = self._codec.decode(value).record
+        links = resolved = 0
+        for record, value in zip(records, values, strict=True):
             if link_candidates(record) is not None:
                 out.links.append((LINKS_KEY, value))
-                self._routed.get("link").inc()
+                links += 1
                 continue
             profile, _node = resolve(lookup, shared, record)
             out.resolved.append((profile.encode(), value))
-            self._routed.get("resolved").inc()
+            resolved += 1
+        self._routed.get("link").inc(links)
+        self._routed.get("resolved").inc(resolved)
         return out
 
 

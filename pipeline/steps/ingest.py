@@ -62,9 +62,11 @@ class RawMessage:
 
 @dataclass(slots=True)
 class IngestOutput:
-    """What one batch produces: (key, Avro value) pairs per output topic."""
+    """What one batch produces: (key, Avro value) pairs per output topic; ``records`` are the canonical events
+    as records, index-aligned with ``canonical`` (identity resolution reads them without decoding again)."""
 
     canonical: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    records: list[CustomerEventRecord] = field(default_factory=list)
     failed: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     duplicates: int = 0
 
@@ -133,6 +135,7 @@ class IngestStep:
             self._metrics.events_out.get(self.channel, outcome["event_type"]).inc()
             self._lag.observe(max(0.0, (now_ms - outcome["event_time"]) / 1000.0))
             out.canonical.append((routing_key(outcome), self._codec.encode(CANONICAL_SUBJECT, outcome)))
+            out.records.append(outcome)
         self._ratio.set(self._guard.ratio)
         return out
 
