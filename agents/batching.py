@@ -55,6 +55,15 @@ class Partitioner:
         return found
 
 
+#: One cache of key -> partition for every agent of the process.
+PARTITIONER = Partitioner()
+
+
+async def partition_count(topic: Any) -> int:
+    """Partitions of a Faust topic as the producer sees them (the count ``send_chunks`` partitions by)."""
+    return len(await aiokafka_producer(topic).partitions_for(topic.get_topic_name()))
+
+
 def aiokafka_producer(topic: Any) -> Any:
     """The running aiokafka producer behind a Faust topic's app (Faust's aiokafka driver keeps it there)."""
     return topic.app.producer._ensure_producer()

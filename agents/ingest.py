@@ -2,10 +2,10 @@
 the canonical events through identity resolution in the same hop.
 
 The agent only moves data: it takes a batch without acknowledging it, lets the steps decide every outcome,
-publishes canonical events (customer-events), failed events, resolved events (keyed by the resolved profile)
-and link events (to the single identity writer), waits for the broker's acks, and only then acknowledges the
-inputs. One hop for ingest and routing: each event is consumed, decoded and produced once less than with a
-separate router agent on customer-events, which was the pipeline's largest single cost.
+publishes canonical events (customer-events), failed events, resolved events (bundled per partition, see
+pipeline/steps/bundles.py) and link events (to the single identity writer), waits for the broker's acks,
+and only then acknowledges the inputs. One hop for ingest and routing: each event is consumed, decoded and
+produced once less than with a separate router agent on customer-events.
 Concurrency is 1 per agent on purpose: Faust with concurrency > 1 can commit past an in-flight event.
 """
 
@@ -14,15 +14,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from agents.batching import PARTITIONER, partition_count
 from agents.identity import wait_for_replica
 from agents.publish import EXIT_INFRA, EXIT_UPSTREAM_BROKEN, RetryPolicy, fatal, publish_all
 from pipeline.domain.guard import UpstreamBrokenError
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import IngestMetrics
+from pipeline.steps.bundles import bundle
 from pipeline.steps.identity import IdentityRouter
 from pipeline.steps.ingest import IngestStep, RawMessage
+from schemas.codec import AvroCodec
 from schemas.errors import RegistryUnavailableError
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ def register_ingest_agent(
     step: IngestStep,
     router: IdentityRouter,
     replica: AssignmentReplica,
+    codec: AvroCodec,
     outputs: IngestOutputs,
     metrics: IngestMetrics,
     retry: RetryPolicy,
@@ -54,6 +59,7 @@ def register_ingest_agent(
         step.source_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
     batch_timer = metrics.batch_seconds.get(f"ingest:{step.channel}")
+    resolved_name: str = outputs.resolved.get_topic_name()
 
     async def ingest(stream: Any) -> None:
         await wait_for_replica(replica)
@@ -67,10 +73,13 @@ def register_ingest_agent(
             except RegistryUnavailableError as exc:
                 fatal(f"schema registry unavailable: {exc}", EXIT_INFRA)
             routed = router.route(out.records, [value for _key, value in out.canonical])
+            partitions = await partition_count(outputs.resolved)
+            by_partition = partial(PARTITIONER.partition, resolved_name, partitions=partitions)
+            resolved = bundle(codec, routed.resolved, by_partition)
             sends = (
                 (outputs.canonical, out.canonical),
                 (outputs.failed, out.failed),
-                (outputs.resolved, routed.resolved),
+                (outputs.resolved, resolved),
                 (outputs.links, routed.links),
             )
             await publish_all(sends, retry, metrics.infra_retries)

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from prometheus_client import Counter
 
-from agents.batching import Partitioner, aiokafka_producer, send_chunks
+from agents.batching import PARTITIONER, aiokafka_producer, send_chunks
 from pipeline.metrics import ChildCache
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 #: Exit codes: supervisors restart on any non-zero; these tell operators why.
 EXIT_INFRA = 75  # EX_TEMPFAIL: Kafka or registry unavailable for longer than the retry budget
 EXIT_UPSTREAM_BROKEN = 65  # EX_DATAERR: invalid-input share over the guard limit
-_PARTITIONER = Partitioner()  # a cache of key -> partition, shared by every agent of the process
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ async def publish(
         failed: list[tuple[bytes | None, bytes]] = []
         last_error: BaseException | None = None
         try:
-            chunks = await send_chunks(aiokafka_producer(topic), name, pending, _PARTITIONER)
+            chunks = await send_chunks(aiokafka_producer(topic), name, pending, PARTITIONER)
         except Exception as exc:  # no metadata for the topic: nothing was queued
             last_error, failed, chunks = exc, pending, []
         results = await asyncio.gather(*(c.future for c in chunks), return_exceptions=True)

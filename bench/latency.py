@@ -91,7 +91,9 @@ class SnapshotWatcher:
 
 def emitted_latencies(bootstrap: str, topics: dict[str, tuple[str, str]], since_ms: int) -> dict[str, list[int]]:
     """Kafka timestamp minus the event time carried in ``field``, per ``kind -> (topic, field)``, for events
-    after ``since_ms``; records without the field (journey-control messages on resolved-events) are skipped."""
+    after ``since_ms``; records without the field (journey-control messages on resolved-events) are skipped, and
+    an event bundle counts once per entry (each entry was emitted when the bundle was)."""
+    from pipeline.steps.bundles import expand
     from schemas.codec import AvroCodec
     from schemas.registry import FileSchemaRegistry
 
@@ -113,9 +115,10 @@ def emitted_latencies(bootstrap: str, topics: dict[str, tuple[str, str]], since_
                         break
                     for tp, records in batch.items():
                         for rec in records:
-                            at = codec.decode(rec.value).record.get(field_name)
-                            if at is not None and int(at) >= since_ms:
-                                samples.append(int(rec.timestamp) - int(at))
+                            for _key, value in expand(codec, rec.key or b"", rec.value):
+                                at = codec.decode(value).record.get(field_name)
+                                if at is not None and int(at) >= since_ms:
+                                    samples.append(int(rec.timestamp) - int(at))
                         if records and records[-1].offset + 1 >= ends[tp]:
                             remaining.discard(tp)
             out[kind] = samples

@@ -121,7 +121,7 @@ def batch_lines(m: Measurement | None, per_channel: dict[str, int]) -> list[str]
         return next((n for topic, n in outputs.items() if topic.endswith(suffix)), None)
 
     inputs: dict[str, int | None] = {f"ingest:{c}": n for c, n in per_channel.items()}
-    inputs["journey"] = total("resolved-events")
+    inputs["journey"] = int(m.extra.get("journey_events_worker0") or 0) or None  # bundles hold many events
     out = ["", "Micro-batches in the 1-worker run (worker's `batch_seconds` histogram):", ""]
     out += ["| stage | batches | mean events/batch | mean ms/batch |", "|---|---|---|---|"]
     for stage, v in sorted(stats.items()):
@@ -217,7 +217,7 @@ def render(data: RunData) -> str:
             [
                 "",
                 "A *capped* omnistream run did not drain within the cap; its rate counts only events the journey stage "
-                "(the last hop) has committed, so work done ahead by ingest and identity is not counted: a lower bound "
+                "(the last hop) has applied, so work done ahead by ingest and identity is not counted: a lower bound "
                 "of the drain rate.",
             ]
             if any("capped" in m.note for m in data.rows)

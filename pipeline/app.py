@@ -124,7 +124,16 @@ def create_app(
             clock,
         )
         register_ingest_agent(
-            app, step, router, replica, outputs, metrics, RetryPolicy(), tuning.batch_size, tuning.batch_within_s
+            app,
+            step,
+            router,
+            replica,
+            codec,
+            outputs,
+            metrics,
+            RetryPolicy(),
+            tuning.batch_size,
+            tuning.batch_within_s,
         )
     register_identity_and_journey(app, settings, codec, quarantine, registry, clock, tuning, metrics, idm)
     consumed = [*settings.input_topics.values(), t("identity-links")]

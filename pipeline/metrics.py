@@ -168,6 +168,7 @@ class JourneyMetrics:
     transfers: Counter
     open_sessions: Gauge
     session_duration: Histogram
+    events: Counter
 
 
 def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
@@ -193,6 +194,12 @@ def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
             "session_duration_seconds",
             "Duration of closed sessions",
             buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200),
+            namespace=ns,
+            registry=registry,
+        ),
+        events=Counter(
+            "journey_events",
+            "Customer events applied to journey state (bundle entries counted one by one)",
             namespace=ns,
             registry=registry,
         ),

@@ -107,6 +107,12 @@ class AvroCodec:
             raise EncodeError(subject, schema.version, _explain(record, schema, exc)) from exc
         return out.getvalue()
 
+    def subject_of(self, data: bytes | bytearray | memoryview) -> str:
+        """The subject of a framed message's writer schema, without decoding the body (same errors as decode)."""
+        schema_id, _ = unframe(data)
+        plan = self._plans.get(schema_id)
+        return (plan or self._plan(schema_id)).subject
+
     def decode(self, data: bytes | bytearray | memoryview, expected_subjects: Collection[str] | None = None) -> Decoded:
         """Decode one framed message; ``expected_subjects`` rejects writers of other subjects."""
         schema_id, _ = unframe(data)

@@ -29,7 +29,7 @@ LINKS_KEY = b"links"
 class RouteOutput:
     """Router results: events resolved here, and link events for the writer."""
 
-    resolved: list[KeyValue] = field(default_factory=list)
+    resolved: list[tuple[bytes, bytes]] = field(default_factory=list)
     links: list[KeyValue] = field(default_factory=list)
 
 

@@ -22,6 +22,7 @@ from pipeline.domain.sessions import add_events, merge_states, sweep
 from pipeline.domain.sessions_state import CustomerSessions
 from pipeline.domain.sessions_summary import SessionPolicy, SessionVersion
 from pipeline.metrics import JourneyMetrics
+from pipeline.steps.bundles import expand
 from pipeline.steps.journey_signals import JourneyProfile, JourneySignals, SignalsOutput, merge_profiles
 from schemas.codec import AvroCodec
 
@@ -30,7 +31,7 @@ KeyValue = tuple[bytes | None, bytes]
 
 @dataclass(frozen=True, slots=True)
 class JourneyItem:
-    """One consumed message of resolved-events."""
+    """One consumed message of resolved-events, or one entry of a bundle (with the bundle's partition/offset)."""
 
     key: bytes
     value: bytes
@@ -92,7 +93,6 @@ class JourneyStep:
         self._policy = policy
         self._metrics = metrics
         self._seal = seal
-        self._source_topic = source_topic
         self._failed_key = source_topic.encode()
         self._signals = signals
 
@@ -102,7 +102,9 @@ class JourneyStep:
         out = JourneyOutput()
         groups: dict[bytes, list[JourneyItem]] = {}
         for item in items:
-            groups.setdefault(item.key, []).append(item)
+            for key, value in expand(self._codec, item.key, item.value):  # bundles: one item per entry
+                entry = item if value is item.value else JourneyItem(key, value, item.partition, item.offset)
+                groups.setdefault(entry.key, []).append(entry)
         for key, group in groups.items():
             state = JourneyState.decode(load(key))
             self._customer(key.decode(), state, group, now_ms, out)
@@ -138,6 +140,7 @@ class JourneyStep:
 
         def flush() -> None:
             if pending:
+                self._metrics.events.inc(len(pending))
                 update = add_events(state.sessions, profile, pending, now_ms, self._policy)
                 state.sessions = update.state
                 self._emit(update.versions, out)
@@ -204,7 +207,10 @@ class JourneyStep:
     def _late(self, item: JourneyItem, event: CustomerEventRecord, reason: str, now_ms: int,
               out: JourneyOutput) -> None:  # fmt: skip
         rejection = Rejection(FailureType.LATE_EVENT, "beyond_session_grace", reason, event_id=event["event_id"])
-        record = failed_event_record(rejection, self._source_topic, item.partition, item.offset, item.key,
-                                     item.value, f"journey/{__version__}", now_ms, seal=self._seal)  # fmt: skip
+        # The event's own input coordinates: entries of one bundle share a resolved-events offset, and the
+        # warehouse keeps one failed row per (source topic, partition, offset).
+        record = failed_event_record(rejection, event["source_topic"], event["source_partition"],
+                                     event["source_offset"], item.key, item.value, f"journey/{__version__}", now_ms,
+                                     seal=self._seal)  # fmt: skip
         out.failed.append((self._failed_key, self._codec.encode("failed-event", record)))
         self._metrics.late.inc()

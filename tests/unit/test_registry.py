@@ -45,6 +45,7 @@ BUNDLED = Path(schemas.registry.__file__).parent / "avro"
 PUBLISHED_IDS = {
     ("customer-event", 1): 2010989040,
     ("customer-profile", 1): 546445731,
+    ("event-bundle", 1): 1779466933,
     ("failed-event", 1): 276303330,
     ("identity-merge", 1): 929384123,
     ("journey-control", 1): 1589001477,
@@ -120,6 +121,7 @@ def test_lookups_and_unknowns() -> None:
     assert registry.subjects() == [
         "customer-event",
         "customer-profile",
+        "event-bundle",
         "failed-event",
         "identity-merge",
         "journey-control",
