@@ -1,22 +1,24 @@
-"""Sink throughput: rows per second into DuckDB through ``prepare`` + ``DuckDBSink.write`` (run by hand, not a test).
+"""Sink throughput: rows per second into DuckDB through ``prepare`` + the writer (run by hand, not a test).
 
 Measures what the sink adds on top of consuming and decoding, per batch: the Arrow conversion of the decoded
 records (``sinks.columnar.prepare``), the keyed inserts (insert-or-ignore / keep-highest-version upserts), the
 offsets and the COMMIT, and one snapshot publish at the end (its CHECKPOINT compresses what the commits wrote
 to the WAL; the sink publishes every snapshot interval), on a fresh file. Two ways, on the same batches:
 
-* ``sink``: like ``SinkLoop`` runs it: this thread converts batch N+1 while one writer thread commits batch N
-  (DuckDB releases the GIL while a statement runs;
-  the overlap is partial: the writer needs the GIL back after each statement). This is the sink's figure.
-* ``serial``: convert, then write, one batch after the other on one thread (what a single-threaded caller of
-  ``write(Batch)`` gets; comparable with figures of versions that converted inside ``write``).
+* ``sink``: like ``SinkLoop`` runs it: this process converts batch N+1 while the writer process
+  (``sinks.process_writer.ProcessWriter``: ``DuckDBSink`` in a child process, batches sent as Arrow IPC
+  buffers over a pipe) commits batch N; one batch in flight. This is the sink's figure. The child is started
+  and the file opened before the clock starts (the sink does that once).
+* ``serial``: convert, then write, one batch after the other on one thread, in-process (what a single-threaded
+  caller of ``DuckDBSink.write`` gets; the floor the process split has to beat).
 
 Records are generated, and wrapped into batches with offsets, before the clock starts; the generated data is
 then frozen out of the garbage collector, because the sink holds two batches, not a million records, and
-collections scanning them would bill the bench's own data to the sink.
+collections scanning them would bill the bench's own data to the sink. ``cpu`` is this process's CPU time
+only (the writer process's is not in it).
 Does not measure Kafka fetching or Avro decoding (see bench/floor.py for those), nor merges of big tables.
 
-    .venv/bin/python -m bench.sink_throughput --rows 1000000 --batch 50000
+    .venv/bin/python -m bench.sink_throughput --rows 1000000 --batch 100000
 """
 
 from __future__ import annotations
@@ -27,15 +29,16 @@ import random
 import tempfile
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.settings import load_settings
 from schemas.registry import FileSchemaRegistry
 from sinks import synthetic as syn
 from sinks.columnar import prepare
-from sinks.contract import Batch, SinkRow, WriteResult
+from sinks.contract import Batch, PendingWrite, SinkRow, WriteResult
 from sinks.duckdb_sink import DuckDBSink
+from sinks.process_writer import ProcessWriter
 from sinks.tables import DEFAULT_TABLES, TABLES, BoundTable, bind_tables
 
 
@@ -77,43 +80,45 @@ class Run:
     seconds: float
     cpu_seconds: float
     snapshot: str
+    transactions_s: float  # sum of the writer's BEGIN..COMMIT times (WriteResult.commit_seconds)
 
 
 def run(work: list[Batch], tables: list[BoundTable], pipelined: bool) -> Run:
     """Write ``work`` into a fresh file; the clock covers conversion, inserts, commits and one final publish."""
     by_name = {t.name: t for t in tables}
     with tempfile.TemporaryDirectory() as tmp:
-        sink = DuckDBSink(Path(tmp) / "bench.duckdb", Path(tmp) / "bench.snap.duckdb", tables)
-        written = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer") as db:
-            db.submit(sink.open).result()
+        db, snap = Path(tmp) / "bench.duckdb", Path(tmp) / "bench.snap.duckdb"
+        sink: ProcessWriter | DuckDBSink = (
+            ProcessWriter(db, snap, tables) if pipelined else DuckDBSink(db, snap, tables)
+        )
+        results: list[WriteResult] = []
+        sink.open()
+        try:
             started, cpu_started = time.perf_counter(), time.process_time()
-            if pipelined:
-                pending: Future[WriteResult] | None = None
-                for batch in work:
-                    prepared = prepare(batch, by_name)
-                    if pending is not None:
-                        written += sum(pending.result().rows_written.values())
-                    pending = db.submit(sink.write, prepared)
+            pending: PendingWrite | None = None
+            for batch in work:
+                prepared = prepare(batch, by_name)  # while the writer process commits the previous batch
                 if pending is not None:
-                    written += sum(pending.result().rows_written.values())
-            else:
-                for batch in work:
-                    written += sum(db.submit(sink.write, prepare(batch, by_name)).result().rows_written.values())
+                    results.append(pending.result())
+                pending = sink.submit(prepared)  # in-process (serial): writes before returning
+            if pending is not None:
+                results.append(pending.result())
             # The publish is timed too: its CHECKPOINT does the compression work deferred by the writes.
             snap_started = time.perf_counter()
-            info = db.submit(sink.publish).result()
+            info = sink.publish()
             snap_seconds = time.perf_counter() - snap_started
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-            db.submit(sink.close).result()
+        finally:
+            sink.close()
     snapshot = "none" if info is None else f"{info.bytes / 1e6:.1f} MB by {info.how} in {snap_seconds:.2f}s"
-    return Run(written, seconds, cpu, snapshot)
+    written = sum(sum(r.rows_written.values()) for r in results)
+    return Run(written, seconds, cpu, snapshot, sum(r.commit_seconds for r in results))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=load_settings().sink_batch_size)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", choices=("both", "sink", "serial"), default="both")
     args = parser.parse_args()
@@ -131,7 +136,8 @@ def main() -> None:
         print(
             f"{mode:>6}: {result.written:,} rows inserted or updated in {result.seconds:.2f}s "
             f"(cpu {result.cpu_seconds:.2f}s) -> {args.rows / result.seconds:,.0f} messages/s, "
-            f"{result.written / result.seconds:,.0f} rows/s; of which publish: {result.snapshot}"
+            f"{result.written / result.seconds:,.0f} rows/s; of which publish: {result.snapshot}; "
+            f"writer transactions {result.transactions_s:.2f}s"
         )
     print("(rows < messages: restated sessions with lower versions are not rows of their own)")
 

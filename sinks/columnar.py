@@ -1,12 +1,14 @@
 """A batch of decoded rows turned into one Arrow table per warehouse table: the writer's input format.
 
 Why a separate step: building Arrow arrays from Python objects is the sink's most expensive Python work (it
-holds the GIL), while DuckDB's inserts release it. ``prepare`` runs on the consumer thread, so batch N+1 is
-converted while the writer thread inserts batch N, and the writer thread only runs DuckDB statements.
+holds the GIL for a whole ``pa.array`` call). ``prepare`` runs in the consumer process, and the writer runs in
+a process of its own (``sinks.process_writer``), so batch N+1 is converted while batch N is written and the
+two never compete for one GIL. A prepared batch is what crosses the pipe, so it holds Arrow data and plain
+coordinates only (Arrow IPC buffers are cheap to send; lists of dicts are not).
 
-Guarantees: every row keeps its Kafka coordinates (``PreparedTable.rows``, index-aligned with the Arrow
-table), so the writer can still skip rows whose offsets were already committed; row order is consumption
-order; a table's Arrow schema is exactly its columns. Values that do not fit
+Guarantees: every row keeps its Kafka coordinates (``PreparedTable.coords``: topic, partition, offset,
+index-aligned with the Arrow table), so the writer can still skip rows whose offsets were already committed;
+row order is consumption order; a table's Arrow schema is exactly its columns. Values that do not fit
 their column raise ``pyarrow`` errors: records decoded against the contract always fit, so that is a bug,
 not data, and it propagates like any other bug (nothing is committed).
 
@@ -25,17 +27,24 @@ import pyarrow.compute as pc  # type: ignore[import-untyped,unused-ignore]
 from sinks.contract import Batch, Reject, SinkRow, TopicPartition
 from sinks.tables import BoundTable
 
+COORDS_SCHEMA = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())])
+
 
 @dataclass(frozen=True)
 class PreparedTable:
-    """The rows of one table in one batch: ``arrow`` (columns) and ``rows`` (coordinates, same order)."""
+    """The rows of one table in one batch: ``arrow`` (columns) and ``coords`` (a ``pyarrow.Table`` with the
+    topic, partition and offset of each row, same order)."""
 
     table: BoundTable
     arrow: Any  # pyarrow.Table
-    rows: Sequence[SinkRow]
+    coords: Any  # pyarrow.Table, COORDS_SCHEMA
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return int(self.arrow.num_rows)
+
+    def filter(self, keep: Any) -> PreparedTable:
+        """The rows where the boolean array ``keep`` is true."""
+        return PreparedTable(self.table, self.arrow.filter(keep), self.coords.filter(keep))
 
 
 @dataclass
@@ -60,10 +69,17 @@ def prepare(batch: Batch, tables: Mapping[str, BoundTable]) -> PreparedBatch:
     for row in batch.rows:
         grouped.setdefault(row.table, []).append(row)
     prepared = {
-        name: PreparedTable(tables[name], tables[name].arrow([r.values for r in rows]), rows)
+        name: PreparedTable(tables[name], tables[name].arrow([r.values for r in rows]), coordinates(rows))
         for name, rows in grouped.items()
     }
     return PreparedBatch(prepared, batch.rejects, batch.offsets)
+
+
+def coordinates(rows: Sequence[SinkRow]) -> Any:
+    """The ``COORDS_SCHEMA`` table of ``rows``' Kafka coordinates."""
+    return pa.table(
+        [[r.topic for r in rows], [r.partition for r in rows], [r.offset for r in rows]], schema=COORDS_SCHEMA
+    )
 
 
 def first_per_key(arrow: Any, key: Sequence[str], version: str | None = None) -> Any:

@@ -1,4 +1,4 @@
-"""The sink's consumer loop: Kafka in, decoded batches out to the writer, which runs on its own thread.
+"""The sink's consumer loop: Kafka in, decoded Arrow batches out to the writer, which runs in its own process.
 
 Why not Faust: a stream processor acknowledges offsets itself; the sink must resume from the offsets stored
 *in DuckDB* with the rows, so it drives a plain kafka-python consumer and controls positions itself.
@@ -16,20 +16,24 @@ When ``lag_group`` is set, the batch's next offsets are also committed to Kafka 
 DuckDB committed, only so that ``kafka-consumer-groups`` and lag exporters can see how far behind the sink is.
 They are never read back.
 
-Threads: the calling thread polls, decodes, builds batches and converts them to Arrow (``sinks.columnar``);
-every DuckDB call runs on one dedicated ``duckdb-writer`` thread (a one-worker executor), so polling and
-conversion continue while a batch commits (one batch in flight: batch N+1 is fetched and converted while N is
-written; DuckDB releases the GIL, so the two overlap on two cores) and nothing DuckDB does can block the Kafka
-client.
+Processes: this loop runs on the calling thread (the main thread of ``omnistream sink``): it polls, decodes,
+builds batches and converts them to Arrow (``sinks.columnar.prepare``), and hands each prepared batch to the
+writer with ``submit``. ``omnistream sink`` passes a :class:`~sinks.process_writer.ProcessWriter`: every DuckDB
+call runs in a child process, so batch N+1 is fetched, decoded and converted while the child commits batch N
+(one batch in flight: at most two batches in memory), and the two use both cores. Not a thread: DuckDB's
+Python client takes the GIL back many times per statement, and with a busy Python thread next to it a 0.1 s
+MERGE took over a second (docs/warehouse.md). The loop waits for the writer only to settle the previous batch
+before submitting the next one, and to publish snapshots. With an in-process writer (``DuckDBSink``) the same
+loop runs, just without overlap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +44,7 @@ from kafka.structs import OffsetAndMetadata
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from sinks.columnar import prepare
-from sinks.contract import Batch, Reject, SinkRow, SinkWriter, TopicPartition
+from sinks.contract import Batch, PendingWrite, Reject, SinkRow, SinkWriter, TopicPartition
 from sinks.tables import BoundTable
 
 log = logging.getLogger(__name__)
@@ -97,9 +101,12 @@ class SinkLoop:
         self.messages = 0
 
     def run(self, stop: threading.Event) -> None:
-        """Run until ``stop`` is set (then shut down cleanly) or the writer fails (then raise)."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer") as db:
-            committed = db.submit(self.writer.open).result()
+        """Run until ``stop`` is set (then shut down cleanly) or the writer fails (then raise).
+
+        Call from the thread that lives as long as the sink (a process writer's child is tied to it)."""
+        clean = False
+        try:
+            committed = self.writer.open()
             log.info("sink resumes %d partitions from offsets stored in DuckDB", len(committed))
             consumer = self._consumer_factory(
                 bootstrap_servers=self.config.bootstrap.split(","),
@@ -111,40 +118,40 @@ class SinkLoop:
                 metadata_max_age_ms=int(self.config.refresh_s * 1000),
                 **self.config.client_config,
             )
-            clean = False
             try:
-                self._loop(consumer, db, committed, stop)
+                self._loop(consumer, committed, stop)
                 clean = True
             finally:
-                close_writer = db.submit(self.writer.close)
                 consumer.close(autocommit=False)
-                if clean:
-                    close_writer.result()
+        finally:
+            if clean:
+                self.writer.close()
+            else:  # the error being raised matters more than one from closing
+                with contextlib.suppress(Exception):
+                    self.writer.close()
 
-    def _loop(
-        self, consumer: Any, db: ThreadPoolExecutor, committed: dict[TopicPartition, int], stop: threading.Event
-    ) -> None:
+    def _loop(self, consumer: Any, committed: dict[TopicPartition, int], stop: threading.Event) -> None:
         self._start = committed
         self._assign(consumer)
-        pending: tuple[Future[Any], Batch] | None = None
+        pending: tuple[PendingWrite, Batch] | None = None
         next_snapshot = time.monotonic()  # publish right away: readers get a snapshot as soon as possible
         next_refresh = time.monotonic() + self.config.refresh_s
         next_progress = time.monotonic() + self.config.progress_s
         while True:
             batch = self._collect(consumer, stop)
-            # Converted to Arrow here, while the writer thread still inserts the previous batch.
+            # Converted to Arrow here, while the writer process still commits the previous batch.
             prepared = prepare(batch, self._by_name)
             if pending is not None:
                 self._settle(consumer, pending)
                 pending = None
             if batch.offsets:
-                pending = (db.submit(self.writer.write, prepared), batch)
+                pending = (self.writer.submit(prepared), batch)
             now = time.monotonic()
             if stop.is_set() or now >= next_snapshot:
                 if pending is not None:
                     self._settle(consumer, pending)
                     pending = None
-                db.submit(self.writer.publish).result()
+                self.writer.publish()
                 next_snapshot = time.monotonic() + self.config.snapshot_interval_s
                 if stop.is_set():
                     log.info("sink stopped cleanly after %d batches, %d messages", self.batches, self.messages)
@@ -156,9 +163,9 @@ class SinkLoop:
                 log.info("sink: %d batches, %d messages committed so far", self.batches, self.messages)
                 next_progress = now + self.config.progress_s
 
-    def _settle(self, consumer: Any, pending: tuple[Future[Any], Batch]) -> None:
-        future, batch = pending
-        future.result()  # raises what the writer raised: nothing after this batch is committed
+    def _settle(self, consumer: Any, pending: tuple[PendingWrite, Batch]) -> None:
+        write, batch = pending
+        write.result()  # raises what the writer raised: nothing after this batch is committed
         self.batches += 1
         self.messages += batch.messages
         if self.config.lag_group is not None:

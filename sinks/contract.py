@@ -72,12 +72,23 @@ class Batch:
 @dataclass(frozen=True)
 class WriteResult:
     """What a committed batch changed: rows inserted or updated per table (duplicates ignored are not counted),
-    rows skipped because their offset was already committed (replays), and rejects stored."""
+    rows skipped because their offset was already committed (replays), rejects stored, the transaction's wall
+    time, and the messages per table the transaction covered (replays excluded). Plain values: it is what the
+    writer process sends back, and what the consumer process records its metrics from."""
 
     rows_written: Mapping[str, int]
     replayed: int
     rejects: int
     commit_seconds: float
+    messages: Mapping[str, int] = field(default_factory=dict)
+
+
+class PendingWrite(Protocol):
+    """A write handed to the writer and not awaited yet (see :meth:`SinkWriter.submit`)."""
+
+    def result(self) -> WriteResult:
+        """Wait for the write; raises what the write raised (then nothing of the batch is committed)."""
+        ...
 
 
 class SinkInfraError(RuntimeError):
@@ -97,7 +108,11 @@ class SinkWriter(Protocol):
       partition the writer has ever stored; the consumer must seek there (partitions not listed start from
       the beginning).
     * ``write`` takes a :class:`Batch` or the same batch already converted to Arrow by
-      :func:`sinks.columnar.prepare` (the consumer does that on its own thread); both commit the same rows.
+      :func:`sinks.columnar.prepare` (the consumer does that itself); both commit the same rows.
+    * ``submit`` is ``write`` split in two: it hands the batch over and returns at once when the writer runs
+      elsewhere (``sinks.process_writer``: another process), so the caller prepares the next batch meanwhile;
+      ``result()`` waits. At most one write is in flight: call ``result()`` before the next call. An
+      in-process writer may do the whole write in ``submit``.
     * ``write`` is atomic: the rows of every table in the batch, the rejects and the batch's offsets are
       committed in one transaction, or nothing is. When it returns, the transaction is durable.
     * ``write`` is idempotent: messages at offsets below the committed next offset of their partition are
@@ -115,12 +130,14 @@ class SinkWriter(Protocol):
       arrive in either order; tables are designed so both orders end in the same state);
     * that readers see a batch before the next ``publish``;
     * that offsets only move forward if the caller seeks backwards on purpose (they are stored as given);
-    * thread safety: DuckDB work belongs on one dedicated thread, the caller provides it.
+    * thread safety: every call from one thread (the one that opened the writer).
     """
 
     def open(self) -> dict[TopicPartition, int]: ...
 
     def write(self, batch: Batch | PreparedBatch) -> WriteResult: ...
+
+    def submit(self, batch: Batch | PreparedBatch) -> PendingWrite: ...
 
     def publish(self) -> object: ...
 

@@ -1,14 +1,17 @@
 """The DuckDB implementation of :class:`~sinks.contract.SinkWriter`: batches + offsets in one transaction.
 
 One ``DuckDBSink`` owns the live database file (DuckDB: one read-write process per file) and is driven from
-one thread. ``write`` filters messages whose offset is already committed, cuts each table's rows to one per
-key (``first_per_key``: highest version, else first), and writes them with ONE set-based statement per table
+one thread. ``omnistream sink`` runs it in a process of its own (``sinks.process_writer``); tests, the bench's
+``serial`` mode and tools use it in-process.
+
+``write`` filters messages whose offset is already committed, cuts each table's rows to one per key
+(``first_per_key``: highest version, else first), and writes them with ONE set-based statement per table
 from the Arrow table registered on the connection: ``MERGE INTO t USING batch ON key WHEN MATCHED AND newer
 THEN UPDATE WHEN NOT MATCHED THEN INSERT`` (keep-highest-version tables) or ``… WHEN NOT MATCHED THEN INSERT``
 (insert-or-ignore tables); hundreds of thousands of rows per second, where ``executemany`` manages a few
 thousand. It stores rejects and upserts the batch's next offsets into ``_sink_offsets``, all between one
 ``BEGIN`` and one ``COMMIT``. The Arrow conversion itself (``sinks.columnar.prepare``) is normally done by the
-caller on its own thread.
+caller, in the consumer process.
 
 Checkpoints: DuckDB checkpoints on its own once the WAL passes ``checkpoint_threshold``; its default (16 MB)
 made the sink checkpoint every few batches, and each checkpoint recompresses the tables' open row groups, so
@@ -23,6 +26,10 @@ exponential backoff: the transaction is rolled back, the connection closed and r
 offsets re-read, so a commit that failed *after* reaching disk is recognised and not written twice. After
 ``retry_for_s`` it raises :class:`~sinks.contract.SinkInfraError`. Anything else (constraint or conversion
 errors: a bug) propagates at once. In both cases nothing of the batch is committed.
+
+Metrics: the sink reports, it does not own a registry. ``write`` returns everything the metrics need
+(``WriteResult``), each retry is announced through ``on_retry`` as it happens; ``metrics`` (in-process use
+only) wires both into a :class:`~sinks.metrics.SinkMeter`.
 """
 
 from __future__ import annotations
@@ -32,17 +39,19 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import duckdb
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+import pyarrow.compute as pc  # type: ignore[import-untyped,unused-ignore]
 
 from pipeline.clock import Clock, SystemClock
 from sinks.columnar import PreparedBatch, PreparedTable, first_per_key, prepare
 from sinks.contract import Batch, Reject, SinkInfraError, TopicPartition, WriteResult
 from sinks.duckdb_schema import META, OFFSETS, REJECTS, ensure_schema, quote
-from sinks.metrics import SinkMetrics
+from sinks.metrics import SinkMeter, SinkMetrics
 from sinks.repoint import alias_join, apply_merges
 from sinks.snapshot import SnapshotInfo, publish_snapshot, remove_leftovers
 from sinks.tables import BoundTable
@@ -76,8 +85,8 @@ class DuckDBSink:
     """Writes batches into the DuckDB file ``db_path`` and publishes snapshots at ``snapshot_path``.
 
     See :class:`~sinks.contract.SinkWriter` for the guarantees; this class adds: ``publish`` returns ``None``
-    without copying when nothing was committed since the last snapshot (the snapshot is then current), and
-    ``snapshot_age_s`` says how far the snapshot may be behind the live file.
+    without copying when nothing was committed since the last snapshot (the snapshot is then current).
+    ``submit`` writes at once (in-process: there is nothing to overlap with).
     """
 
     def __init__(
@@ -92,11 +101,11 @@ class DuckDBSink:
         sleep: Callable[[float], None] = time.sleep,
         snapshot_method: str = "copy",
         durable_snapshots: bool = True,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.db_path = db_path
         self.snapshot_path = snapshot_path
         self.tables = tables
-        self.metrics = metrics
         self._clock = clock or SystemClock()
         self._retry_for_s = retry_for_s
         self._sleep = sleep
@@ -105,21 +114,20 @@ class DuckDBSink:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._committed: dict[TopicPartition, int] = {}
         self._dirty = True  # the first publish of a process always copies
-        self._synced_ms: int | None = None
         self._merge_tables = [t for t in tables if t.spec.merges]
         self._profile_tables = [t for t in tables if t.spec.customer_column]
         self._row_tables = [t for t in tables if not t.spec.merges]
         self._by_name = {t.name: t for t in tables}
-        if metrics is not None:
-            metrics.watch_files(db_path)
-            metrics.watch_snapshot_age(self.snapshot_age_s)
+        self._meter = None if metrics is None else SinkMeter(metrics, db_path, snapshot_path, self._clock)
+        meter_retry = None if self._meter is None else self._meter.retried
+        self._on_retry = on_retry or meter_retry
 
     # --- SinkWriter -----------------------------------------------------------------------------------------
 
     def open(self) -> dict[TopicPartition, int]:
         """Open (create, migrate) the database; the committed next offset of every stored partition."""
-        if self.snapshot_path.is_file() and self._synced_ms is None:
-            self._synced_ms = int(self.snapshot_path.stat().st_mtime * 1000)
+        if self._meter is not None:
+            self._meter.opened()
         remove_leftovers(self.snapshot_path)
         self._retrying("open", self._connect)
         return dict(self._committed)
@@ -127,22 +135,27 @@ class DuckDBSink:
     def write(self, batch: Batch | PreparedBatch) -> WriteResult:
         """Commit ``batch`` (rows, rejects, offsets) in one transaction; see the contract.
 
-        A :class:`~sinks.columnar.PreparedBatch` (``prepare`` run by the caller, off this thread) skips the
+        A :class:`~sinks.columnar.PreparedBatch` (``prepare`` run by the caller, in the consumer process) skips the
         Arrow conversion here; a plain :class:`~sinks.contract.Batch` is prepared first."""
-        return self._retrying("write", lambda: self._write_once(batch))
+        result = self._retrying("write", lambda: self._write_once(batch))
+        if self._meter is not None:
+            self._meter.wrote(result)
+        return result
+
+    def submit(self, batch: Batch | PreparedBatch) -> Written:
+        """``write`` now; the handle returns its result."""
+        return Written(self.write(batch))
 
     def publish(self) -> SnapshotInfo | None:
         """Publish a snapshot if anything was committed since the last one (see the module docstring)."""
         now = self._clock.now_ms()
-        if not self._dirty and self.snapshot_path.is_file():
-            self._synced_ms = now
-            return None
         started = time.perf_counter()
-        info = self._retrying("snapshot", lambda: self._publish_once(now))
-        self._dirty = False
-        self._synced_ms = now
-        if self.metrics is not None:
-            self.metrics.snapshot_seconds.observe(time.perf_counter() - started)
+        info = None
+        if self._dirty or not self.snapshot_path.is_file():
+            info = self._retrying("snapshot", lambda: self._publish_once(now))
+            self._dirty = False
+        if self._meter is not None:
+            self._meter.published(now, info is not None, time.perf_counter() - started)
         return info
 
     def close(self) -> None:
@@ -157,12 +170,6 @@ class DuckDBSink:
     def committed(self) -> dict[TopicPartition, int]:
         """Next offset per partition as of the last commit (a copy)."""
         return dict(self._committed)
-
-    def snapshot_age_s(self) -> float | None:
-        """Seconds since the snapshot was last known equal to the live file; None before the first one."""
-        if self._synced_ms is None:
-            return None
-        return max(0.0, (self._clock.now_ms() - self._synced_ms) / 1000)
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The live connection (tests, bench); only from the sink's thread."""
@@ -207,8 +214,8 @@ class DuckDBSink:
                 log.warning(
                     "DuckDB %s failed (%s: %s); retrying in %.1fs", operation, type(error).__name__, error, delay
                 )
-                if self.metrics is not None:
-                    self.metrics.retries.get(operation).inc()
+                if self._on_retry is not None:
+                    self._on_retry(operation)
                 self._sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -228,7 +235,8 @@ class DuckDBSink:
                     merges = tables.get(table.name)
                     if merges is not None:
                         written[table.name] = self._insert(con, merges)
-                        apply_merges(con, [r.values for r in merges.rows], self._profile_tables)
+                        pairs = merges.arrow.select(["old_id", "new_id"]).to_pylist()
+                        apply_merges(con, pairs, self._profile_tables)
                 for table in self._row_tables:
                     rows = tables.get(table.name)
                     if rows is not None:
@@ -245,25 +253,30 @@ class DuckDBSink:
             self._committed.update(advance)
             self._dirty = True
         seconds = time.perf_counter() - started
-        self._count(written, {name: len(t) for name, t in tables.items()}, len(rejects), replayed, seconds)
-        return WriteResult(written, replayed, len(rejects), seconds)
+        messages = {name: len(t) for name, t in tables.items()}
+        return WriteResult(written, replayed, len(rejects), seconds, messages)
 
     def _fresh(self, batch: PreparedBatch) -> tuple[dict[str, PreparedTable], list[Reject], int]:
         """Tables (non-empty) and rejects whose offsets are not committed yet, and how many were dropped as replays."""
         committed = self._committed
-        if all(first >= committed.get(tp, 0) for tp, (first, _) in batch.offsets.items()):
+        stale = {tp: committed[tp] for tp, (first, _) in batch.offsets.items() if first < committed.get(tp, 0)}
+        if not stale:
             return {n: t for n, t in batch.tables.items() if len(t)}, batch.rejects, 0  # normal: no per-row check
         tables: dict[str, PreparedTable] = {}
         for name, prepared in batch.tables.items():
-            keep = [r.offset >= committed.get((r.topic, r.partition), 0) for r in prepared.rows]
-            if all(keep):
-                tables[name] = prepared
-            elif any(keep):
-                rows = [r for r, k in zip(prepared.rows, keep, strict=True) if k]
-                tables[name] = PreparedTable(prepared.table, prepared.arrow.filter(pa.array(keep)), rows)
+            coords, drop = prepared.coords, None
+            for (topic, partition), next_offset in stale.items():
+                old = pc.and_(
+                    pc.and_(pc.equal(coords["topic"], topic), pc.equal(coords["partition"], partition)),
+                    pc.less(coords["offset"], next_offset),
+                )
+                drop = old if drop is None else pc.or_(drop, old)
+            kept = prepared if drop is None else prepared.filter(pc.invert(drop))
+            if len(kept):
+                tables[name] = kept
         rejects = [r for r in batch.rejects if r.offset >= committed.get((r.topic, r.partition), 0)]
-        kept = sum(len(t) for t in tables.values()) + len(rejects)
-        return tables, rejects, batch.messages - kept
+        kept_messages = sum(len(t) for t in tables.values()) + len(rejects)
+        return tables, rejects, batch.messages - kept_messages
 
     def _insert(self, con: duckdb.DuckDBPyConnection, prepared: PreparedTable) -> int:
         """One ``MERGE`` for the table's rows of this batch (see the module docstring); rows inserted or updated."""
@@ -328,24 +341,12 @@ class DuckDBSink:
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._clock.now_ms() / 1000, dt.UTC).replace(tzinfo=None)
 
-    def _count(
-        self,
-        written: dict[str, int],
-        messages: dict[str, int],
-        rejects: int,
-        replayed: int,
-        seconds: float,
-    ) -> None:
-        m = self.metrics
-        if m is None:
-            return
-        for name, n in written.items():
-            m.rows.get(name).inc(n)
-        for name, n in messages.items():
-            m.messages.get(name).inc(n)
-        if rejects:
-            m.rejects.inc(rejects)
-        if replayed:
-            m.replayed.inc(replayed)
-        m.commit_seconds.observe(seconds)
-        m.last_commit.set(self._clock.now_ms() / 1000)
+
+@dataclass(frozen=True)
+class Written:
+    """A write that already happened (``DuckDBSink.submit``)."""
+
+    value: WriteResult
+
+    def result(self) -> WriteResult:
+        return self.value

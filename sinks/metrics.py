@@ -2,6 +2,10 @@
 
 Labels are table names (a fixed set from ``TABLES``) and operation names, never ids. File sizes and the
 snapshot age are computed when scraped, so they are right even while the sink is idle or stuck in a retry.
+
+The registry lives in the consumer process (its /metrics server); the DuckDB writer may run in another
+process. So the writer does not touch metrics: :class:`SinkMeter` records them from what the writer reports
+(``WriteResult``, publish results, retries as they happen), in whichever process drives the writer.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pipeline.clock import Clock, SystemClock
 from pipeline.metrics import BATCH_BUCKETS, ChildCache
+from sinks.contract import WriteResult
 
 _NS = "omnistream"
 
@@ -112,6 +118,59 @@ def sink_metrics(registry: CollectorRegistry) -> SinkMetrics:
             "duckdb_wal_bytes", "Size of the live DuckDB write-ahead log", namespace=_NS, registry=registry
         ),
     )
+
+
+class SinkMeter:
+    """Records :class:`SinkMetrics` from what a writer of the live file ``db_path`` reports.
+
+    Call ``opened`` before the writer opens the file, ``wrote`` with each ``WriteResult``, ``retried`` for
+    each retried operation and ``published`` after each publish. The snapshot age is "now minus the last time
+    the snapshot was known equal to the live file": the start of the last publish (or the snapshot's mtime
+    when the writer opened), by ``clock``.
+    """
+
+    def __init__(self, metrics: SinkMetrics, db_path: Path, snapshot_path: Path, clock: Clock | None = None) -> None:
+        self.metrics = metrics
+        self._snapshot_path = snapshot_path
+        self._clock = clock or SystemClock()
+        self._synced_ms: int | None = None
+        metrics.watch_files(db_path)
+        metrics.watch_snapshot_age(self.snapshot_age_s)
+
+    def opened(self) -> None:
+        if self._synced_ms is None and self._snapshot_path.is_file():
+            self._synced_ms = int(self._snapshot_path.stat().st_mtime * 1000)
+
+    def retried(self, operation: str) -> None:
+        self.metrics.retries.get(operation).inc()
+
+    def wrote(self, result: WriteResult) -> None:
+        m = self.metrics
+        for name, n in result.rows_written.items():
+            m.rows.get(name).inc(n)
+        for name, n in result.messages.items():
+            m.messages.get(name).inc(n)
+        if result.rejects:
+            m.rejects.inc(result.rejects)
+        if result.replayed:
+            m.replayed.inc(result.replayed)
+        m.commit_seconds.observe(result.commit_seconds)
+        m.last_commit.set(self._clock.now_ms() / 1000)
+
+    def published(self, started_ms: int, copied: bool, seconds: float) -> None:
+        """A publish that started at ``started_ms`` succeeded (``copied``: a new snapshot was written)."""
+        self._synced_ms = started_ms
+        if copied:
+            self.metrics.snapshot_seconds.observe(seconds)
+
+    def now_ms(self) -> int:
+        return self._clock.now_ms()
+
+    def snapshot_age_s(self) -> float | None:
+        """Seconds since the snapshot was last known equal to the live file; None before the first one."""
+        if self._synced_ms is None:
+            return None
+        return max(0.0, (self._clock.now_ms() - self._synced_ms) / 1000)
 
 
 def _size_of(path: Path) -> Callable[[], float]:

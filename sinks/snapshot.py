@@ -3,10 +3,10 @@
 DuckDB allows one read-write process *or* many read-only ones on a file, never both: a reader that opens the
 sink's live file gets a lock error. So the sink publishes a copy and readers only ever open the copy.
 
-Publishing (``publish_snapshot``), on the sink's DuckDB thread between two batches:
+Publishing (``publish_snapshot``), by the sink's writer (its own process) between two batches:
 
 1. ``CHECKPOINT``: every committed transaction is moved from the WAL into the main file, so the main file
-   alone is a complete, consistent database (no batch is half in it: the thread writes nothing meanwhile).
+   alone is a complete, consistent database (no batch is half in it: the writer writes nothing meanwhile).
 2. Copy the main file to a temporary name in the snapshot's directory: a reflink clone where the file system
    supports it (O(1) on XFS/Btrfs), else an in-kernel copy (``copy_file_range``/``sendfile``).
 3. ``fsync`` the copy, delete any stale ``<snapshot>.wal`` (a reader would otherwise replay it), then

@@ -59,6 +59,8 @@ def sink(
     seconds (and on shutdown) it atomically replaces the snapshot that `omnistream sql`, the duckdb CLI
     (`duckdb -readonly`) and BI tools open. SIGTERM/SIGINT: finish the batch, commit, publish, exit 0.
     Storage errors are retried for --retry-for seconds, then the sink exits 75 with nothing committed.
+    DuckDB runs in a child process ("duckdb-writer") that dies with the sink, so Arrow conversion and DuckDB
+    writes use two cores; if that child dies, the sink exits 75 and a restart resumes from the stored offsets.
     """
     from prometheus_client import CollectorRegistry
 
@@ -69,8 +71,8 @@ def sink(
     from schemas.registry import FileSchemaRegistry, HttpSchemaRegistry, SchemaRegistry
     from sinks.consumer import LoopConfig, SinkLoop
     from sinks.contract import SinkInfraError
-    from sinks.duckdb_sink import DuckDBSink
     from sinks.metrics import sink_metrics
+    from sinks.process_writer import ProcessWriter
     from sinks.tables import DEFAULT_TABLES, bind_tables
 
     settings = load_settings(log_level=log_level, kafka_bootstrap=bootstrap or None)
@@ -108,7 +110,8 @@ def sink(
     if port:
         serve_metrics(metrics_registry, port)
 
-    writer = DuckDBSink(db_path, snapshot_path, bound, metrics, retry_for_s=retry_for)
+    # DuckDB runs in a child process (see sinks/process_writer.py), started by SinkLoop.run on this thread.
+    writer = ProcessWriter(db_path, snapshot_path, bound, metrics, retry_for_s=retry_for)
     config = LoopConfig(
         bootstrap=settings.kafka_bootstrap,
         batch_size=batch_size or settings.sink_batch_size,
