@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kafka.partitioner.default import murmur2
-
+from agents.batching import PARTITIONER
 from agents.publish import RetryPolicy, publish_all
 from pipeline.clock import Clock
 from pipeline.metrics import IngestMetrics, JourneyMetrics
@@ -20,8 +19,9 @@ from pipeline.steps.journey import JourneyItem, JourneyOutput, JourneyStep
 
 
 def partition_of(key: bytes, partitions: int) -> int:
-    """Kafka's default partition for ``key`` (murmur2, as the Java client and aiokafka compute it)."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+    """Kafka's default partition for ``key`` (murmur2, as the Java client and aiokafka compute it), cached:
+    the sweep asks it for every customer of the table each time it runs."""
+    return PARTITIONER.partition("", key, partitions)
 
 
 def register_journey(

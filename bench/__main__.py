@@ -25,7 +25,7 @@ FULL = {
     "customers": 52_000,
     "days": 31,
     "naive_events": 40_000,
-    "sink_rows": 500_000,
+    "sink_rows": 1_000_000,  # enough batches that filling and draining the two-process pipeline is noise
     "latency_s": 30.0,
     "cap_s": 240.0,  # a 1-worker run that has not drained by then is reported as capped (a lower bound)
 }
