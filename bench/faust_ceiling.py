@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.child import run_child
 from bench.context import BenchContext, Measurement, read_json
-from bench.faust_common import StopAt, bench_app, raw_topic, run_worker
+from bench.faust_common import StopAt, bench_app, child_spec, raw_topic, run_worker
 from bench.workload import Workload
 
 
@@ -38,14 +38,7 @@ def build(spec: dict[str, Any], result_path: Path) -> Any:
 def measure(ctx: BenchContext, workload: Workload, timeout_s: float) -> Measurement:
     """Run the ceiling in a child process over every input message."""
     key, title = "faust_ceiling", "Faust ceiling: bare agent, iterate only"
-    spec = {
-        "app_id": ctx.app_id("ceiling"),
-        "bootstrap": ctx.bootstrap,
-        "datadir": str(ctx.dir(f"runs-{ctx.run_id}") / "ceiling-data"),
-        "partitions": ctx.partitions,
-        "topics": ctx.input_topics,
-        "target": workload.messages,
-    }
+    spec = child_spec(ctx, "ceiling", workload.messages)
     run = run_child(ctx, key, "bench.faust_ceiling", spec, timeout_s)
     if run.result is None:
         return Measurement(key, title, status="failed", wall_s=run.wall_s, note=f"no result: {run.log_tail(3)}")

@@ -16,7 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.context import write_json
+from bench.context import BenchContext, write_json
+
+
+def child_spec(ctx: BenchContext, name: str, target: int, **extra: Any) -> dict[str, Any]:
+    """The spec a Faust baseline child reads: fresh app id and data dir, the shared input topics, its target."""
+    return {
+        "app_id": ctx.app_id(name),
+        "bootstrap": ctx.bootstrap,
+        "datadir": str(ctx.dir(f"runs-{ctx.run_id}") / f"{name}-data"),
+        "partitions": ctx.partitions,
+        "topics": ctx.input_topics,
+        "target": target,
+        **extra,
+    }
 
 
 def bench_app(spec: dict[str, Any], *, value_serializer: str = "raw", allow_declare: bool = False) -> Any:

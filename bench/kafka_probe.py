@@ -55,7 +55,7 @@ class TopicCounter:
 
 
 class GroupProbe:
-    """Membership and committed offsets of one consumer group (a Faust app id)."""
+    """Membership of one consumer group (a Faust app id)."""
 
     def __init__(self, bootstrap: str, group: str) -> None:
         self._admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="omnistream-bench")
@@ -70,14 +70,6 @@ class GroupProbe:
         if info.get("group_state") != "Stable":
             return 0
         return len(info.get("members") or [])
-
-    def committed_total(self, topic: str) -> int:
-        """Sum of the group's committed offsets on ``topic`` (0 while nothing is committed)."""
-        try:
-            offsets = self._admin.list_group_offsets({self.group: None}).get(self.group) or {}
-        except Exception:  # the coordinator may not know the group yet
-            return 0
-        return sum(max(0, int(meta.offset)) for tp, meta in offsets.items() if tp.topic == topic and meta is not None)
 
     def close(self) -> None:
         self._admin.close()

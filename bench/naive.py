@@ -24,7 +24,7 @@ from typing import Any
 from bench.child import run_child
 from bench.context import BenchContext, Measurement, failed, read_json
 from bench.faust_ceiling import faust_row
-from bench.faust_common import StopAt, bench_app, raw_topic, run_worker
+from bench.faust_common import StopAt, bench_app, child_spec, raw_topic, run_worker
 from bench.workload import Workload
 
 _ID_ORDER = ("customer_id", "loyalty_id", "device_id", "anonymous_id", "social_handle", "email", "phone")
@@ -101,16 +101,7 @@ def measure(ctx: BenchContext, workload: Workload, timeout_s: float, max_events:
     key, title = "naive", "naive: per event decode + 4 table writes + send"
     target = min(workload.messages, max_events) if max_events else workload.messages
     out_prefix = ctx.measurement_prefix("naive")
-    spec = {
-        "app_id": ctx.app_id("naive"),
-        "bootstrap": ctx.bootstrap,
-        "datadir": str(ctx.dir(f"runs-{ctx.run_id}") / "naive-data"),
-        "partitions": ctx.partitions,
-        "topics": ctx.input_topics,
-        "out_topic": f"{out_prefix}out",
-        "failed_topic": f"{out_prefix}failed",
-        "target": target,
-    }
+    spec = child_spec(ctx, "naive", target, out_topic=f"{out_prefix}out", failed_topic=f"{out_prefix}failed")
     run = run_child(ctx, key, "bench.naive", spec, timeout_s)
     if run.result is None:
         return failed(key, title, f"no result: {run.log_tail(3)}", run.wall_s)

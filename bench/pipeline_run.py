@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.context import REPO_ROOT, BenchContext, Measurement, failed, free_port_range
 from bench.kafka_probe import GroupProbe, TopicCounter
@@ -50,17 +51,22 @@ def worker_env(ctx: BenchContext, settings: SharedInputSettings, state_dir: Path
     }
 
 
-def scrape_batches(port: int) -> dict[str, dict[str, float]]:
-    """Micro-batches per stage from a worker's /metrics: count, mean seconds (``batch_seconds`` histogram)."""
+def _families(port: int) -> list[Any]:
+    """The metric families of a worker's /metrics (empty when the worker does not answer)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
     except OSError:
-        return {}
+        return []
+    return list(text_string_to_metric_families(text))
+
+
+def scrape_batches(port: int) -> dict[str, dict[str, float]]:
+    """Micro-batches per stage from a worker's /metrics: count, mean seconds (``batch_seconds`` histogram)."""
     stats: dict[str, dict[str, float]] = {}
-    for family in text_string_to_metric_families(text):
+    for family in _families(port):
         if family.name.endswith("batch_seconds"):
             for sample in family.samples:
                 stage = sample.labels.get("stage", "?")
@@ -73,15 +79,7 @@ def scrape_batches(port: int) -> dict[str, dict[str, float]]:
 
 def scrape_counter(port: int, name: str) -> float:
     """A counter's total over its labels from a worker's /metrics (0 when the worker does not answer)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    return sum(s.value for f in text_string_to_metric_families(text) if f.name == name for s in f.samples
-               if s.name == f"{name}_total")  # fmt: skip
+    return sum(s.value for f in _families(port) if f.name == name for s in f.samples if s.name == f"{name}_total")
 
 
 def start_workers(
