@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from agents.publish import RetryPolicy, publish
+from agents.batching import PARTITIONER
+from agents.publish import RetryPolicy, publish, publish_all
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import ChildCache
+from pipeline.steps.bundles import bundle
 from pipeline.steps.identity import IdentityWriter
 from pipeline.topic_reader import iter_topic
+from schemas.codec import AvroCodec
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +38,12 @@ async def wait_for_replica(replica: AssignmentReplica, timeout_s: float = 120.0)
 
 
 def register_identity_writer(
-    app: Any, writer: IdentityWriter, bootstrap: str, source: str, outputs: dict[str, Any],
-    retries: ChildCache[Any], retry: RetryPolicy, batch_size: int, within_s: float,
+    app: Any, writer: IdentityWriter, codec: AvroCodec, bootstrap: str, source: str, outputs: dict[str, Any],
+    partitions: int, retries: ChildCache[Any], retry: RetryPolicy, batch_size: int, within_s: float,
     client_config: Mapping[str, Any] | None = None,
 ) -> Any:  # fmt: skip
-    """Apply links in log order; on taking over the partition, rebuild the graph by replaying the log."""
+    """Apply links in event-time order; on taking over the partition, rebuild by replaying the log."""
+    by_key: Callable[[bytes], int] = lambda key: PARTITIONER.partition("", key, partitions)  # noqa: E731
 
     async def write(stream: Any) -> None:
         async for events in stream.noack_take(batch_size, within=within_s):
@@ -50,11 +54,11 @@ def register_identity_writer(
                                                                            source, first, client_config)  # fmt: skip
                 log.info("identity writer rebuilt from %d links up to offset %d in %.1fs", applied, first,
                          time.perf_counter() - started)  # fmt: skip
-            out = writer.process_batch([(e.message.offset, e.message.value) for e in events])
+            out = writer.process_batch([(e.message.offset, e.message.key or b"", e.message.value) for e in events])
             # Assignments before events: a router that sees the resolved output later also sees the links.
             await publish(outputs["assignments"], out.assignments, retry, retries)
-            await publish(outputs["merges"], out.merges, retry, retries)
-            await publish(outputs["resolved"], out.controls + out.resolved, retry, retries)
+            resolved = bundle(codec, out.resolved, by_key, partitions, out.marks) if out.resolved or out.marks else []
+            await publish_all([(outputs["merges"], out.merges), (outputs["resolved"], resolved)], retry, retries)
             for event in events:
                 await stream.ack(event)
 
@@ -64,5 +68,8 @@ def register_identity_writer(
 def _replay(
     writer: IdentityWriter, bootstrap: str, topic: str, upto: int, client_config: Mapping[str, Any] | None
 ) -> int:
-    values = (m.value for m in iter_topic(bootstrap, topic, client_config=client_config) if m.offset < upto)
-    return writer.rebuild(values, upto)
+    messages: Iterator[tuple[int, bytes, bytes]] = (
+        (m.offset, m.key or b"", m.value) for m in iter_topic(bootstrap, topic, client_config=client_config)
+        if m.offset < upto
+    )  # fmt: skip
+    return writer.rebuild(messages, upto)

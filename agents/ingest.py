@@ -1,31 +1,43 @@
 """Ingest agents: one Faust agent per channel topic, feeding micro-batches through ``IngestStep`` and routing
-the canonical events through identity resolution in the same hop.
+the canonical events through identity resolution.
 
-The agent only moves data: it takes a batch without acknowledging it, lets the steps decide every outcome,
-publishes canonical events (customer-events), failed events, resolved events (bundled per partition, see
-pipeline/steps/bundles.py) and link events (to the single identity writer), waits for the broker's acks,
-and only then acknowledges the inputs. One hop for ingest and routing: each event is consumed, decoded and
-produced once less than with a separate router agent on customer-events.
-Concurrency is 1 per agent on purpose: Faust with concurrency > 1 can commit past an in-flight event.
+The agent only moves data. Per batch it publishes canonical events (customer-events), failed events, and the
+link events with the progress marks of the batch's input partitions (to the single identity writer, which
+applies links in event-time order). The other events are *held* until the identity writer's watermark, as seen
+by this worker's replica, has passed their positions: then every link that precedes them in event time is in
+the replica, and they are routed to the profile they belong to at their position, exactly
+(:func:`pipeline.domain.identity.resolve_at`). Held batches are routed in the order they were taken, with the
+marks of their partitions (pipeline/steps/bundles.py); their inputs are acknowledged only after that, and each
+partition's mark is recorded for the commit (agents/commit_marks.py). Concurrency is 1 per agent on purpose:
+Faust with concurrency > 1 can commit past an in-flight event.
+
+:class:`IdleSources` declares an input partition idle when it has been consumed to its end and nothing arrived
+for the idle timeout, so that a quiet partition stops holding the watermarks back (docs/time.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from agents.batching import PARTITIONER, partition_count
+from agents.batching import PARTITIONER
+from agents.commit_marks import CommitMarks, fetch_marks
 from agents.identity import wait_for_replica
 from agents.publish import EXIT_INFRA, EXIT_UPSTREAM_BROKEN, RetryPolicy, fatal, publish_all
+from pipeline.domain.eventtime import NEVER, Pos
 from pipeline.domain.guard import UpstreamBrokenError
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import IngestMetrics
-from pipeline.steps.bundles import bundle
+from pipeline.steps.bundles import Mark, bundle
 from pipeline.steps.identity import IdentityRouter
 from pipeline.steps.ingest import IngestStep, RawMessage
+from pipeline.steps.journey import input_source
 from schemas.codec import AvroCodec
 from schemas.errors import RegistryUnavailableError
 
@@ -34,57 +46,239 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class IngestOutputs:
-    """The Faust topics an ingest agent publishes to."""
+    """The Faust topics an ingest agent publishes to, and the partition count of resolved-events."""
 
     canonical: Any
     failed: Any
     resolved: Any
     links: Any
+    partitions: int
 
 
-def register_ingest_agent(
-    app: Any,
-    step: IngestStep,
-    router: IdentityRouter,
-    replica: AssignmentReplica,
-    codec: AvroCodec,
-    outputs: IngestOutputs,
-    metrics: IngestMetrics,
-    retry: RetryPolicy,
-    batch_size: int,
-    batch_within_s: float,
-) -> Any:
-    """Register the ingest agent of ``step.channel`` on ``app``; returns the Faust agent."""
-    source = app.topic(
-        step.source_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    batch_timer = metrics.batch_seconds.get(f"ingest:{step.channel}")
-    resolved_name: str = outputs.resolved.get_topic_name()
+@dataclass(frozen=True)
+class Committed:
+    """Where the group's committed offsets and marks are read from, and where marks are recorded for commits."""
 
-    async def ingest(stream: Any) -> None:
-        await wait_for_replica(replica)
-        async for events in stream.noack_take(batch_size, within=batch_within_s):
-            started = time.perf_counter()
-            batch = [RawMessage(e.message.key, e.message.value, e.message.partition, e.message.offset) for e in events]
-            try:
-                out = step.process_batch(batch)
-            except UpstreamBrokenError as exc:
-                fatal(f"{step.source_topic}: {exc}", EXIT_UPSTREAM_BROKEN)
-            except RegistryUnavailableError as exc:
-                fatal(f"schema registry unavailable: {exc}", EXIT_INFRA)
-            routed = router.route(out.records, [value for _key, value in out.canonical])
-            partitions = await partition_count(outputs.resolved)
-            by_partition = partial(PARTITIONER.partition, resolved_name, partitions=partitions)
-            resolved = bundle(codec, routed.resolved, by_partition)
-            sends = (
-                (outputs.canonical, out.canonical),
-                (outputs.failed, out.failed),
-                (outputs.resolved, resolved),
-                (outputs.links, routed.links),
-            )
-            await publish_all(sends, retry, metrics.infra_retries)
-            for event in events:
-                await stream.ack(event)
-            batch_timer.observe(time.perf_counter() - started)
+    bootstrap: str
+    group_id: str
+    client_config: Mapping[str, Any]
+    marks: CommitMarks
 
-    return app.agent(source, name=f"ingest-{step.channel}", concurrency=1)(ingest)
+
+@dataclass(slots=True)
+class Held:
+    """A batch whose canonical and failed events and links are published, waiting to route its other events."""
+
+    events: list[Any]  # Faust events, acknowledged once routed
+    records: list[Mapping[str, Any]]
+    values: list[bytes]
+    positions: list[Pos]
+    ends: dict[int, tuple[int, int]]  # partition -> (offset after the batch, mark there)
+    ready_at: int  # the replica watermark must be above this
+
+    @property
+    def size(self) -> int:
+        return len(self.events)
+
+
+@dataclass
+class ChannelState:
+    """Per channel: the held batches, the lock a batch, a routing pass and an idle check share, and per
+    partition where its next batch must start, when its last message was processed, and whether it was
+    declared idle to the identity writer (links) and to the journey (resolved)."""
+
+    step: IngestStep
+    stream: Any = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    held: deque[Held] = field(default_factory=deque)
+    expected: dict[int, int] = field(default_factory=dict)
+    seen: dict[int, float] = field(default_factory=dict)
+    idle_links: set[int] = field(default_factory=set)
+    idle_resolved: set[int] = field(default_factory=set)
+
+    def active(self, partition: int) -> None:
+        self.idle_links.discard(partition)
+        self.idle_resolved.discard(partition)
+
+
+async def restore_marks(channel: ChannelState, firsts: Mapping[int, int], committed: Committed) -> None:
+    """Give the step each partition's mark as of the offset its batch starts at (from the commit metadata)."""
+    step = channel.step
+    need = [p for p, first in firsts.items() if channel.expected.get(p) != first]
+    if not need:
+        return
+    found = await asyncio.get_running_loop().run_in_executor(
+        None, fetch_marks, committed.bootstrap, committed.group_id, [(step.source_topic, p) for p in need],
+        committed.client_config,
+    )  # fmt: skip
+    for p in need:
+        offset, mark = found.get((step.source_topic, p), (None, None))
+        if offset is not None and offset != firsts[p]:
+            log.warning("%s[%d] resumes at %d but the committed offset is %d: its progress mark is unknown",
+                        step.source_topic, p, firsts[p], offset)  # fmt: skip
+            mark = None
+        step.set_mark(p, NEVER if mark is None else mark)
+        channel.active(p)
+
+
+class Ingest:
+    """The ingest agents of one worker and the routing of their held batches (see the module docstring)."""
+
+    def __init__(
+        self, router: IdentityRouter, replica: AssignmentReplica, codec: AvroCodec, outputs: IngestOutputs,
+        committed: Committed, metrics: IngestMetrics, retry: RetryPolicy,
+    ) -> None:  # fmt: skip
+        self._router = router
+        self._replica = replica
+        self._codec = codec
+        self._outputs = outputs
+        self._committed = committed
+        self._metrics = metrics
+        self._retry = retry
+        self._resolved_of = partial(PARTITIONER.partition, outputs.resolved.get_topic_name(),
+                                    partitions=outputs.partitions)  # fmt: skip
+
+    def register(self, app: Any, channel: ChannelState, batch_size: int, batch_within_s: float) -> Any:
+        """Register the ingest agent of ``channel.step``'s channel on ``app``; returns the Faust agent."""
+        step = channel.step
+        source = app.topic(
+            step.source_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        batch_timer = self._metrics.batch_seconds.get(f"ingest:{step.channel}")
+
+        async def ingest(stream: Any) -> None:
+            channel.stream = stream
+            await wait_for_replica(self._replica)
+            async for events in stream.noack_take(batch_size, within=batch_within_s):
+                started = time.perf_counter()
+                async with channel.lock:
+                    await self._take(channel, events)
+                    await self._route(channel)
+                batch_timer.observe(time.perf_counter() - started)
+
+        return app.agent(source, name=f"ingest-{step.channel}", concurrency=1)(ingest)
+
+    async def route(self, channels: Sequence[ChannelState]) -> None:
+        """Route what the replica's watermark allows (run from a short periodic timer)."""
+        for channel in channels:
+            if channel.held and channel.held[0].ready_at < self._replica.watermark:
+                async with channel.lock:
+                    await self._route(channel)
+
+    async def _take(self, channel: ChannelState, events: list[Any]) -> None:
+        step = channel.step
+        batch = [RawMessage(e.message.key, e.message.value, e.message.partition, e.message.offset) for e in events]
+        firsts: dict[int, int] = {}
+        for msg in batch:
+            firsts.setdefault(msg.partition, msg.offset)
+        await restore_marks(channel, firsts, self._committed)
+        try:
+            out = step.process_batch(batch)
+        except UpstreamBrokenError as exc:
+            fatal(f"{step.source_topic}: {exc}", EXIT_UPSTREAM_BROKEN)
+        except RegistryUnavailableError as exc:
+            fatal(f"schema registry unavailable: {exc}", EXIT_INFRA)
+        routed = self._router.split(out.records, [value for _key, value in out.canonical], out.positions)
+        marks = [Mark(input_source(step.source_topic, p), mark) for p, (_end, mark) in out.ends.items()]
+        sends = (
+            (self._outputs.canonical, out.canonical),
+            (self._outputs.failed, out.failed),
+            (self._outputs.links, bundle(self._codec, routed.links, lambda _key: 0, 1, marks)),
+        )
+        await publish_all(sends, self._retry, self._metrics.infra_retries)
+        now = time.monotonic()
+        for p, (end, _mark) in out.ends.items():
+            channel.expected[p], channel.seen[p] = end, now
+            channel.active(p)
+        ready = max((pos.order_time for pos in routed.positions), default=NEVER)
+        channel.held.append(Held(events, routed.records, routed.values, routed.positions, out.ends, ready))
+
+    async def _route(self, channel: ChannelState) -> None:
+        """Route held batches in order while the replica's watermark is above them; then acknowledge them."""
+        watermark = self._replica.watermark
+        batches: list[Held] = []
+        while channel.held and channel.held[0].ready_at < watermark:
+            batches.append(channel.held.popleft())
+        if not batches:
+            return
+        step = channel.step
+        entries = []
+        ends: dict[int, tuple[int, int]] = {}
+        for held in batches:
+            entries.extend(self._router.route(held.records, held.values, held.positions))
+            ends.update(held.ends)
+        marks = [Mark(input_source(step.source_topic, p), mark) for p, (_end, mark) in ends.items()]
+        resolved = bundle(self._codec, entries, self._resolved_of, self._outputs.partitions, marks)
+        await publish_all([(self._outputs.resolved, resolved)], self._retry, self._metrics.infra_retries)
+        for p, (end, mark) in ends.items():
+            self._committed.marks.record(step.source_topic, p, end, mark)
+        for held in batches:
+            for event in held.events:
+                await channel.stream.ack(event)
+        self._metrics.held.get(step.channel).set(sum(h.size for h in channel.held))
+
+
+class IdleSources:
+    """Declares input partitions idle (see the module docstring); run :meth:`check` from a periodic timer."""
+
+    def __init__(
+        self, app: Any, channels: list[ChannelState], outputs: IngestOutputs, codec: AvroCodec, committed: Committed,
+        idle_s: float, retry: RetryPolicy, metrics: IngestMetrics, clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self._app = app
+        self._channels = {c.step.source_topic: c for c in channels}
+        self._outputs = outputs
+        self._codec = codec
+        self._committed = committed
+        self._idle_s = idle_s
+        self._retry = retry
+        self._metrics = metrics
+        self._clock = clock
+
+    async def check(self) -> None:
+        """Declare every assigned input partition idle that is caught up and was silent for the idle timeout."""
+        consumer = self._app.consumer
+        assigned = sorted(consumer.assignment())
+        for topic, channel in self._channels.items():
+            mine = {tp.partition for tp in assigned if tp.topic == topic}
+            for p in [p for p in channel.expected if p not in mine]:  # moved to another worker
+                del channel.expected[p]
+                channel.seen.pop(p, None)
+                channel.active(p)
+        for tp in assigned:
+            found = self._channels.get(tp.topic)
+            if found is None or tp.partition in found.idle_resolved:
+                continue
+            async with found.lock:
+                await self._check(consumer, found, tp)
+
+    async def _check(self, consumer: Any, channel: ChannelState, tp: Any) -> None:
+        p = tp.partition
+        now = self._clock()
+        if now - channel.seen.setdefault(p, now) < self._idle_s:
+            return
+        highwater = consumer.highwater(tp)
+        if highwater is None or highwater < 0:
+            return
+        if p not in channel.expected:  # nothing consumed here yet: caught up if the fetch position is the end
+            position = await consumer.position(tp)
+            if position is None or position < highwater:
+                return
+            await restore_marks(channel, {p: position}, self._committed)
+            channel.expected[p] = position
+        if channel.expected[p] < highwater:
+            return
+        mark = [Mark(input_source(tp.topic, p), channel.step.marks.get(p, NEVER), idle=True)]
+        sends = []
+        if p not in channel.idle_links:
+            sends.append((self._outputs.links, bundle(self._codec, (), lambda _key: 0, 1, mark)))
+        # Towards the journey only once nothing of the partition is held: an idle mark there promises nothing more.
+        resolved = not any(p in h.ends for h in channel.held)
+        if resolved:
+            sends.append((self._outputs.resolved, bundle(self._codec, (), lambda _key: 0, self._outputs.partitions,
+                                                         mark)))  # fmt: skip
+        await publish_all(sends, self._retry, self._metrics.infra_retries)
+        channel.idle_links.add(p)
+        if resolved:
+            channel.idle_resolved.add(p)
+            log.info("%s[%d] idle at mark %d (consumed to offset %d)", tp.topic, p, mark[0].mark, highwater)

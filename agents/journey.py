@@ -1,79 +1,133 @@
-"""Journey agent: resolved-events -> sessions, one state record per customer in a Faust table, written once
-per micro-batch; plus the timer sweep that closes sessions of customers who went silent.
+"""Journey agent: resolved-events -> sessions, stages, signals, profiles; one record per customer in a Faust
+table, written once per batch, tagged with the batch's end offset (agents/state_table.py).
 
 The table uses Kafka's partitioner on the raw profile id, the same key bytes and partition count as
-resolved-events, so a customer's state lives on the partition (and worker) that processes its events.
+resolved-events, so a customer's record lives on the partition (and worker) that processes its items. Each
+partition's runtime (pending items, watermarks, due times) is rebuilt when the partition's batches stop
+following on from the last one this process handled (first batch, reassignment, a seek back after a
+rebalance): from its persisted partition state, the due times in the record headers, and a re-read of the
+resolved-events messages that still held pending items.
+
+Order per batch: write the records, publish every output and wait for the broker's acks, then acknowledge the
+inputs; Faust flushes the changelog before it commits offsets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agents.batching import PARTITIONER
 from agents.publish import RetryPolicy, publish_all
-from pipeline.clock import Clock
+from agents.state_table import pack, unpack
+from pipeline.domain.eventtime import NEVER
 from pipeline.metrics import IngestMetrics, JourneyMetrics
 from pipeline.metrics_journey import JourneySignalMetrics
-from pipeline.steps.journey import JourneyItem, JourneyOutput, JourneyStep
+from pipeline.steps.bundles import bundle, partition_key
+from pipeline.steps.journey import JourneyOutput, JourneyPartition, JourneyStep
+from pipeline.topic_reader import read_range
+from schemas.codec import AvroCodec
+
+KeyValue = tuple[bytes | None, bytes]
 
 
 def partition_of(key: bytes, partitions: int) -> int:
-    """Kafka's default partition for ``key`` (murmur2, as the Java client and aiokafka compute it), cached:
-    the sweep asks it for every customer of the table each time it runs."""
+    """Kafka's default partition for ``key`` (murmur2, as the Java client and aiokafka compute it), cached."""
     return PARTITIONER.partition("", key, partitions)
 
 
+def state_key(partition: int, partitions: int) -> bytes:
+    """The table key of a partition's own state record (it hashes to that partition)."""
+    return partition_key(partition, partitions, "journey-state")
+
+
 def register_journey(
-    app: Any, step: JourneyStep, table: Any, source: str, outputs: dict[str, Any], clock: Clock,
-    metrics: IngestMetrics, journey_metrics: JourneyMetrics, retry: RetryPolicy, batch_size: int,
-    within_s: float, sweep_interval_s: float, signal_metrics: JourneySignalMetrics | None = None,
+    app: Any, step: JourneyStep, table: Any, source: str, outputs: Mapping[str, Any], codec: AvroCodec,
+    partitions: int, bootstrap: str, client_config: Mapping[str, Any], metrics: IngestMetrics,
+    journey_metrics: JourneyMetrics, retry: RetryPolicy, batch_size: int, within_s: float,
+    signal_metrics: JourneySignalMetrics | None = None,
 ) -> Any:  # fmt: skip
-    """Register the journey agent and its sweep timer on ``app``."""
+    """Register the journey agent on ``app``."""
     source_topic = app.topic(source, key_type=bytes, value_type=bytes, key_serializer="raw",
                              value_serializer="raw")  # fmt: skip
     timer = metrics.batch_seconds.get("journey")
+    expected_next: dict[int, int] = {}
 
-    async def emit(out: JourneyOutput) -> None:
-        for key, value in out.states.items():
-            table[key] = value
-        first = [(outputs["sessions"], out.sessions), (outputs["failed"], out.failed),
-                 (outputs["resolved"], out.forwards)]  # fmt: skip
-        if "journey-stages" not in outputs:
-            await publish_all(first, retry, metrics.infra_retries)
-            return
-        # Stages before signals: a consumer sees the stage a signal refers to.
-        await publish_all([*first, (outputs["journey-stages"], out.journey.transitions)], retry, metrics.infra_retries)
-        then = [(outputs["signals"], out.journey.signals), (outputs["customer-profiles"], out.journey.profiles)]
-        await publish_all(then, retry, metrics.infra_retries)
+    def load(key: bytes) -> bytes | None:
+        return unpack(table.get(key))[2]
+
+    async def restore(partition: int, upto: int) -> JourneyPartition:
+        started = time.perf_counter()
+        skey = state_key(partition, partitions)
+        raw_state = load(skey)
+        due = [(k, unpack(v)[1]) for k, v in list(table.data.items())
+               if k != skey and partition_of(k, partitions) == partition]  # fmt: skip
+        start = JourneyPartition.min_pending(raw_state)
+        pending: list[tuple[int, bytes, bytes]] = []
+        if start is not None and start < upto:
+            pending = await asyncio.get_running_loop().run_in_executor(
+                None, read_range, bootstrap, source, partition, start, upto, client_config
+            )
+        part = step.restore(partition, raw_state, due, pending)
+        journey_metrics.restore_seconds.observe(time.perf_counter() - started)
+        return part
 
     async def journey(stream: Any) -> None:
         async for events in stream.noack_take(batch_size, within=within_s):
             started = time.perf_counter()
-            items = [JourneyItem(e.message.key, e.message.value, e.message.partition, e.message.offset)
-                     for e in events]  # fmt: skip
-            await emit(step.process_batch(items, table.get, clock.now_ms()))
+            by_partition: dict[int, list[tuple[int, bytes, bytes]]] = {}
+            for e in events:
+                by_partition.setdefault(e.message.partition, []).append((e.message.offset, e.message.key or b"",
+                                                                         e.message.value))  # fmt: skip
+            outs: list[JourneyOutput] = []
+            for partition, messages in sorted(by_partition.items()):
+                if expected_next.get(partition) != messages[0][0] or partition not in step.partitions:
+                    await restore(partition, messages[0][0])
+                out = step.process(partition, messages, load)
+                tag = expected_next[partition] = messages[-1][0] + 1
+                for key, (body, due) in out.states.items():
+                    table[key] = pack(tag, due, body)
+                table[state_key(partition, partitions)] = pack(tag, None, out.partition_state)
+                journey_metrics.watermark.get(str(partition)).set(out.watermark / 1000 if out.watermark > NEVER
+                                                                  else 0)  # fmt: skip
+                outs.append(out)
+            await _publish(outs, outputs, codec, partitions, retry, metrics)
             for event in events:
                 await stream.ack(event)
+            _gauges(step, journey_metrics, signal_metrics)
             timer.observe(time.perf_counter() - started)
 
-    async def sweep() -> None:
-        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
-        if not assigned:
-            return
-        partitions = app.conf.topic_partitions
-        out = JourneyOutput()
-        now = clock.now_ms()
-        open_sessions = swept = 0
-        for key, raw in list(table.data.items()):
-            if raw and partition_of(key, partitions) in assigned:
-                open_sessions += step.sweep_state(key, raw, now, out)
-                swept += 1
-        journey_metrics.open_sessions.set(open_sessions)
-        if signal_metrics is not None:
-            signal_metrics.churn_risk_customers.set(out.churn_risk)
-            signal_metrics.state_bytes.set(out.state_bytes / swept if swept else 0)
-        await emit(out)
-
-    app.timer(interval=sweep_interval_s, name="journey-sweep")(sweep)
     return app.agent(source_topic, name="journey", concurrency=1)(journey)
+
+
+async def _publish(
+    outs: list[JourneyOutput], outputs: Mapping[str, Any], codec: AvroCodec, partitions: int, retry: RetryPolicy,
+    metrics: IngestMetrics,
+) -> None:  # fmt: skip
+    entries = [e for o in outs for e in o.entries]
+    by_key: Callable[[bytes], int] = lambda key: partition_of(key, partitions)  # noqa: E731
+    resolved = bundle(codec, entries, by_key, partitions) if entries else []
+
+    def gather(pick: Callable[[JourneyOutput], list[KeyValue]]) -> list[KeyValue]:
+        return [kv for o in outs for kv in pick(o)]
+
+    # Stages before signals: a consumer sees the stage a signal refers to.
+    first: list[tuple[Any, Sequence[KeyValue]]] = [
+        (outputs["sessions"], gather(lambda o: o.sessions)),
+        (outputs["failed"], gather(lambda o: o.failed)),
+        (outputs["journey-stages"], gather(lambda o: o.journey.transitions)),
+    ]
+    await publish_all(first, retry, metrics.infra_retries)
+    then: list[tuple[Any, Sequence[KeyValue]]] = [
+        (outputs["signals"], gather(lambda o: o.journey.signals)),
+        (outputs["customer-profiles"], gather(lambda o: o.journey.profiles)),
+        (outputs["resolved"], resolved),
+    ]
+    await publish_all(then, retry, metrics.infra_retries)
+
+
+def _gauges(step: JourneyStep, jm: JourneyMetrics, sm: JourneySignalMetrics | None) -> None:
+    pending = sum(len(items) for part in step.partitions.values() for items in part.pending.values())
+    jm.pending.set(pending)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,10 +12,13 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from agents.commit_marks import CommitMarks, fetch_marks
+from agents.commit_marks import install as install_commit_marks
 from agents.identity import register_identity_writer
-from agents.ingest import IngestOutputs, register_ingest_agent
+from agents.ingest import ChannelState, Committed, IdleSources, Ingest, IngestOutputs
 from agents.journey import register_journey
 from agents.publish import RetryPolicy
+from agents.state_table import CHANGELOG_CONFIGS, register_store
 from pipeline.clock import Clock, SystemClock
 from pipeline.domain.dedup import DedupWindow
 from pipeline.domain.guard import InvalidRatioGuard
@@ -29,7 +35,7 @@ from pipeline.security import faust_credentials, kafka_security, settings_client
 from pipeline.settings import Settings
 from pipeline.steps.identity import IdentityRouter, IdentityWriter
 from pipeline.steps.ingest import IngestStep
-from pipeline.steps.journey import JourneyStep
+from pipeline.steps.journey import WRITER, JourneyStep, input_source
 from pipeline.steps.journey_signals import JourneySignals, SignalsConfig
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry, SchemaRegistry
@@ -42,6 +48,7 @@ class WorkerTuning:
 
     batch_size: int = 1000
     batch_within_s: float = 0.05
+    route_interval_s: float = 0.02  # how often held batches are checked against the identity writer's watermark
 
 
 def build_registry(settings: Settings) -> SchemaRegistry:
@@ -61,12 +68,17 @@ def create_app(
     registry: CollectorRegistry,
     clock: Clock | None = None,
     tuning: WorkerTuning | None = None,
+    input_partitions: Mapping[str, int] | None = None,
 ) -> faust.App:
-    """Build the worker's Faust app with every agent registered (nothing starts until the worker runs)."""
+    """Build the worker's Faust app with every agent registered (nothing starts until the worker runs).
+
+    ``input_partitions``: partitions of each input topic (default ``settings.partitions``); every one is a
+    source whose progress the watermarks wait for."""
     clock = clock or SystemClock()
     tuning = tuning or WorkerTuning()
     datadir = Path(settings.state_dir) / f"worker-{settings.worker_id}"
     datadir.mkdir(parents=True, exist_ok=True)
+    instance = f"{settings.app_id}-{socket.gethostname()}-{settings.worker_id}" if settings.static_membership else None
     app = faust.App(
         settings.app_id,
         broker=faust_broker_url(settings.kafka_bootstrap),
@@ -88,11 +100,22 @@ def create_app(
         # Bounded so that our own retry loop sees an outage and reports it instead of aiokafka waiting 20 min.
         producer_request_timeout=30.0,
         broker_commit_interval=settings.commit_interval_s,
+        # A killed worker's partitions move to the others within the session timeout (docs/operations.md).
+        broker_session_timeout=settings.consumer_session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.consumer_session_timeout_s / 4),
+        consumer_group_instance_id=instance,
         web_port=settings.web_port + settings.worker_id,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         broker_credentials=faust_credentials(kafka_security(settings)),
     )
+    t = settings.topic
+    partitions = dict(input_partitions or {}) or dict.fromkeys(settings.input_topics.values(), settings.partitions)
+    sources = [input_source(topic, p) for topic, n in sorted(partitions.items()) for p in range(n)]
+    client = settings_client_config(settings)
+    marks = CommitMarks()
+    install_commit_marks(app, marks)
+    committed = Committed(settings.kafka_bootstrap, settings.app_id, client, marks)
     codec = AvroCodec(build_registry(settings))
     metrics = ingest_metrics(registry)
     policy = IngestPolicy.from_settings(settings)
@@ -100,8 +123,7 @@ def create_app(
     pseudonymiser = Pseudonymiser(secret)
     quarantine = Quarantine(secret)
     dedup = DedupWindow(settings.dedup_capacity)
-    t = settings.topic
-    replica = AssignmentReplica(settings.kafka_bootstrap, t("identity-assignments"), settings_client_config(settings))
+    replica = AssignmentReplica(settings.kafka_bootstrap, t("identity-assignments"), client)
     idm = identity_metrics(registry)
     router = IdentityRouter(replica, idm)
     outputs = IngestOutputs(
@@ -109,55 +131,47 @@ def create_app(
         _topic(app, t("failed-events")),
         _topic(app, t("resolved-events")),
         _topic(app, t("identity-links")),
+        settings.partitions,
     )
+    retry = RetryPolicy()
+    lateness = int(settings.allowed_lateness_s * 1000)
+    ingest = Ingest(router, replica, codec, outputs, committed, metrics, retry)
+    channels = []
     for channel, topic_name in settings.input_topics.items():  # one agent per channel
-        step = IngestStep(
-            channel,
-            topic_name,
-            codec,
-            policy,
-            pseudonymiser,
-            quarantine,
-            dedup,
-            InvalidRatioGuard(settings.invalid_window, settings.invalid_ratio_limit, settings.invalid_min_events),
-            metrics,
-            clock,
-        )
-        register_ingest_agent(
-            app,
-            step,
-            router,
-            replica,
-            codec,
-            outputs,
-            metrics,
-            RetryPolicy(),
-            tuning.batch_size,
-            tuning.batch_within_s,
-        )
-    register_identity_and_journey(app, settings, codec, quarantine, registry, clock, tuning, metrics, idm)
+        guard = InvalidRatioGuard(settings.invalid_window, settings.invalid_ratio_limit, settings.invalid_min_events)
+        step = IngestStep(channel, topic_name, codec, policy, pseudonymiser, quarantine, dedup, guard, metrics, clock,
+                          lateness)  # fmt: skip
+        state = ChannelState(step)
+        channels.append(state)
+        ingest.register(app, state, tuning.batch_size, tuning.batch_within_s)
+    idle = IdleSources(app, channels, outputs, codec, committed, settings.source_idle_s, retry, metrics)
+    app.timer(interval=min(1.0, settings.source_idle_s / 4), name="idle-sources")(idle.check)
+
+    async def route_held() -> None:
+        await ingest.route(channels)
+
+    app.timer(interval=tuning.route_interval_s, name="route-held")(route_held)
+    register_identity_and_journey(app, settings, codec, quarantine, registry, clock, tuning, metrics, idm, sources)
     consumed = [*settings.input_topics.values(), t("identity-links")]
     install_sensor(app, registry, [*consumed, t("resolved-events")])
     return app
 
 
 def session_policy(settings: Settings) -> SessionPolicy:
-    """The sessioniser's timing from settings (seconds -> milliseconds)."""
-    idle = settings.session_idle_close_s
+    """The sessioniser's timing from settings (seconds -> milliseconds); the grace is the allowed lateness."""
     return SessionPolicy(
         gap_ms=int(settings.session_gap_s * 1000),
         store_gap_ms=int(settings.session_store_gap_s * 1000),
-        grace_ms=int(settings.session_grace_s * 1000),
+        grace_ms=int(settings.allowed_lateness_s * 1000),
         max_duration_ms=int(settings.session_max_duration_s * 1000),
-        idle_close_ms=None if idle is None else int(idle * 1000),
     )
 
 
 def register_identity_and_journey(
     app: faust.App, settings: Settings, codec: AvroCodec, quarantine: Quarantine, registry: CollectorRegistry,
-    clock: Clock, tuning: WorkerTuning, metrics: IngestMetrics, idm: IdentityMetrics,
+    clock: Clock, tuning: WorkerTuning, metrics: IngestMetrics, idm: IdentityMetrics, sources: list[str],
 ) -> None:  # fmt: skip
-    """The single link writer and the journey (sessions) stage (routing runs in the ingest agents)."""
+    """The single link writer and the journey stage (routing runs in the ingest agents)."""
     t = settings.topic
     outputs = {
         "resolved": _topic(app, t("resolved-events")),
@@ -171,27 +185,40 @@ def register_identity_and_journey(
     }
     client = settings_client_config(settings)
     retry = RetryPolicy()
+    partitions = settings.partitions
     limit = settings.identity_max_customers_per_identifier
     policy = IdentityPolicy({kind: limit for kind in KINDS if kind != "customer_id"})
+    writer = IdentityWriter(codec, policy, idm, sources)
     register_identity_writer(
-        app, IdentityWriter(codec, policy, idm), settings.kafka_bootstrap, t("identity-links"), outputs,
-        metrics.infra_retries, retry, tuning.batch_size, tuning.batch_within_s, client,
+        app, writer, codec, settings.kafka_bootstrap, t("identity-links"), outputs, partitions, metrics.infra_retries,
+        retry, tuning.batch_size, tuning.batch_within_s, client,
     )  # fmt: skip
     raw: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     # Faust derives table serializers from key/value *types* (json unless bytes or a Record) when the table is
     # built, and the changelog topic and recovery decode with them: the types must say bytes from the start.
     # Raw bytes keep the changelog key identical to the resolved-events key, so both land on the same partition.
     table: Any = app.Table(
-        "journey", default=None, key_type=bytes, value_type=bytes, schema=raw,
-        partitions=settings.partitions, use_partitioner=True,
+        "journey", default=None, key_type=bytes, value_type=bytes, schema=raw, partitions=partitions,
+        use_partitioner=True, store=register_store(), extra_topic_configs=CHANGELOG_CONFIGS,
     )  # fmt: skip
+    resolved = t("resolved-events")
+
+    async def committed_offsets() -> dict[int, int]:
+        found = await asyncio.get_running_loop().run_in_executor(
+            None, fetch_marks, settings.kafka_bootstrap, settings.app_id, [(resolved, p) for p in range(partitions)],
+            client,
+        )  # fmt: skip
+        return {p: offset for (_topic_name, p), (offset, _mark) in found.items()}
+
+    table.data.committed_offsets = committed_offsets
     jm = journey_metrics(registry)
     sm = journey_signal_metrics(registry)
-    signals = JourneySignals(signals_config(settings), codec, sm)
-    step = JourneyStep(codec, session_policy(settings), jm, quarantine.seal, t("resolved-events"), signals)
+    signals = JourneySignals(signals_config(settings), codec, sm, clock)
+    step = JourneyStep(codec, session_policy(settings), jm, quarantine.seal, resolved, [*sources, WRITER], signals,
+                       clock)  # fmt: skip
     register_journey(
-        app, step, table, t("resolved-events"), outputs, clock, metrics, jm, retry,
-        tuning.batch_size, tuning.batch_within_s, settings.sweep_interval_s, sm,
+        app, step, table, resolved, outputs, codec, partitions, settings.kafka_bootstrap, client, metrics, jm,
+        retry, tuning.batch_size, tuning.batch_within_s, sm,
     )  # fmt: skip
 
 

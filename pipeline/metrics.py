@@ -45,6 +45,7 @@ class IngestMetrics:
     batch_seconds: ChildCache[Histogram]
     infra_retries: ChildCache[Counter]
     invalid_ratio: ChildCache[Gauge]
+    held: ChildCache[Gauge]
 
 
 def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
@@ -119,6 +120,15 @@ def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
                 registry=registry,
             )
         ),
+        held=ChildCache(
+            Gauge(
+                "ingest_held_messages",
+                "Input messages waiting for the identity writer's watermark before they are routed",
+                ["channel"],
+                namespace=ns,
+                registry=registry,
+            )
+        ),
     )
 
 
@@ -169,6 +179,10 @@ class JourneyMetrics:
     open_sessions: Gauge
     session_duration: Histogram
     events: Counter
+    behind: Counter
+    pending: Gauge
+    watermark: ChildCache[Gauge]
+    restore_seconds: Histogram
 
 
 def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
@@ -179,7 +193,10 @@ def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
             Counter("session_versions", "Session versions emitted", ["status"], namespace=ns, registry=registry)
         ),
         late=Counter(
-            "late_events", "Events later than the session grace, sent to failed-events", namespace=ns, registry=registry
+            "late_events",
+            "Events behind their customer's clock by more than the allowed lateness (sent to failed-events)",
+            namespace=ns,
+            registry=registry,
         ),
         forwarded=Counter(
             "journey_forwarded", "Events re-keyed to the profile that absorbed theirs", namespace=ns, registry=registry
@@ -200,6 +217,34 @@ def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
         events=Counter(
             "journey_events",
             "Customer events applied to journey state (bundle entries counted one by one)",
+            namespace=ns,
+            registry=registry,
+        ),
+        behind=Counter(
+            "journey_events_behind",
+            "Items that arrived behind their customer's event-time clock (a source resumed after being idle)",
+            namespace=ns,
+            registry=registry,
+        ),
+        pending=Gauge(
+            "journey_pending_items",
+            "Items waiting for the watermark in this worker's journey partitions",
+            namespace=ns,
+            registry=registry,
+        ),
+        watermark=ChildCache(
+            Gauge(
+                "journey_watermark_seconds",
+                "Event-time watermark of a journey partition (epoch seconds; 0 before every source was heard)",
+                ["partition"],
+                namespace=ns,
+                registry=registry,
+            )
+        ),
+        restore_seconds=Histogram(
+            "journey_restore_seconds",
+            "Time to rebuild a journey partition's runtime after it was assigned",
+            buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
             namespace=ns,
             registry=registry,
         ),

@@ -66,13 +66,18 @@ class Settings(BaseSettings):
     schema_dir: Path | None = Field(None, description="Avro contracts directory (default: bundled)")
     schema_registry_url: str | None = Field(None, description="Confluent-compatible registry; else files")
 
+    # --- event time (docs/time.md) -------------------------------------------------------------------------
+    allowed_lateness_s: float = Field(
+        43200.0, ge=0, description="How far behind its partition's progress an event may arrive and still count"
+    )
+    source_idle_s: float = Field(
+        10.0, gt=0, description="A partition consumed to its end and silent this long stops holding the watermark"
+    )
+
     # --- identity and sessions ----------------------------------------------------------------------------
     session_gap_s: float = Field(1800.0, description="Inactivity gap that ends a session (event time)")
     session_store_gap_s: float = Field(5400.0, description="Longer gap allowed when a store event is involved")
-    session_grace_s: float = Field(7200.0, description="How late an event may arrive and still be placed")
     session_max_duration_s: float = Field(43200.0, description="Sessions longer than this are split (bots)")
-    session_idle_close_s: float | None = Field(None, description="Silence that closes a session (default gap+grace)")
-    sweep_interval_s: float = Field(60.0, gt=0, description="How often the timer sweep closes silent sessions")
     identity_max_customers_per_identifier: int = Field(
         1, ge=1, description="Customers an identifier may be seen with before it counts as shared"
     )
@@ -105,6 +110,12 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, description="Faust web port of a worker")
     worker_id: int = Field(0, ge=0, description="Index of this worker on the host (ports and state dirs)")
     commit_interval_s: float = Field(1.0, gt=0, description="How often a worker commits processed offsets")
+    consumer_session_timeout_s: float = Field(
+        10.0, gt=0, description="A worker silent this long loses its partitions to the others"
+    )
+    static_membership: bool = Field(
+        False, description="Rejoin with the same partitions after a restart within the session timeout"
+    )
     shutdown_timeout_s: float = Field(45.0, gt=0, description="SIGTERM: exit 70 if the clean stop takes longer")
     log_level: str = Field("INFO", description="Log level")
 

@@ -74,3 +74,35 @@ def topic_end_total(bootstrap: str, topic: str, client_config: Mapping[str, Any]
         return int(sum(consumer.end_offsets(tps).values())) if tps else 0
     finally:
         consumer.close()
+
+
+def read_range(
+    bootstrap: str, topic: str, partition: int, start: int, end: int,
+    client_config: Mapping[str, Any] | None = None, timeout_s: float = 30.0,
+) -> list[tuple[int, bytes, bytes]]:  # fmt: skip
+    """(offset, key, value) of the messages of one partition in ``[start, end)`` (a worker re-reading what its
+    state says is still pending). Raises ``TimeoutError`` when the range cannot be read within ``timeout_s``."""
+    out: list[tuple[int, bytes, bytes]] = []
+    if start >= end:
+        return out
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        **(client_config or {}),
+    )
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while consumer.position(tp) < end:
+            batch = consumer.poll(timeout_ms=int(timeout_s * 1000))
+            if not batch:
+                raise TimeoutError(f"reading {topic}[{partition}] {start}..{end}: no data for {timeout_s}s")
+            for rec in batch.get(tp, []):
+                if start <= rec.offset < end:
+                    out.append((rec.offset, rec.key or b"", rec.value))
+        return out
+    finally:
+        consumer.close()

@@ -71,3 +71,15 @@ def ensure_pipeline_topics(settings: Settings, bootstrap: str | None = None) -> 
     if counts.get(links, 1) != 1:
         raise RuntimeError(f"topic {links} has {counts[links]} partitions; it must have exactly 1 (single writer)")
     return counts
+
+
+def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Partitions of each of ``topics`` (missing topics are left out)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=None,
+                             enable_auto_commit=False, **settings_client_config(settings))  # fmt: skip
+    try:
+        return {t: len(parts) for t in topics if (parts := consumer.partitions_for_topic(t))}
+    finally:
+        consumer.close()

@@ -39,15 +39,15 @@ def _read_state(settings: Settings) -> tuple[dict[str, str], set[str], list[Any]
 def read_attribution(settings: Settings, codec: Any) -> dict[str, str]:
     """event id -> final profile, from resolved-events (first key per event) and identity-merges."""
     from pipeline.evaluate.sessions import final_attribution
-    from pipeline.steps.bundles import expand
+    from pipeline.steps.bundles import read
     from pipeline.topic_reader import iter_topic
 
     first: dict[str, str] = {}
     for m in iter_topic(settings.kafka_bootstrap, settings.topic("resolved-events")):
-        for key, value in expand(codec, m.key or b"", m.value):
-            decoded = codec.decode(value)
-            if decoded.subject == "customer-event" and key:
-                first.setdefault(decoded.record["event_id"], key.decode())
+        for entry in read(codec, m.key or b"", m.value)[0]:
+            decoded = codec.decode(entry.value)
+            if decoded.subject == "customer-event" and entry.key:
+                first.setdefault(decoded.record["event_id"], entry.key.decode())
     merges = [(r["old_id"], r["new_id"]) for r in (codec.decode(m.value).record for m in
               iter_topic(settings.kafka_bootstrap, settings.topic("identity-merges")))]  # fmt: skip
     return final_attribution(first, merges)

@@ -65,10 +65,17 @@ def worker(
         f"({security.describe()}), metrics :{port or 'off'}, web :{settings.web_port + settings.worker_id}",
         err=True,
     )
+    from pipeline.topics import partition_counts
+
+    inputs = list(settings.input_topics.values())
+    counts = partition_counts(settings, inputs)
+    missing = [t for t in inputs if t not in counts]
+    if missing:
+        _die(f"input topics missing: {', '.join(missing)} (create them: omnistream kafka up)", EXIT_UNAVAILABLE)
     registry = CollectorRegistry()
     if port:
         serve_metrics(registry, port)
-    app = create_app(settings, registry)
+    app = create_app(settings, registry, input_partitions=counts)
     quiet_repeats()
     bounded_worker(app, settings.log_level, settings.shutdown_timeout_s).execute_from_commandline()
 

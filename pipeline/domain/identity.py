@@ -5,10 +5,12 @@ id (the *surviving-id rule*):
 
 * a profile holding a customer_id is ``"c:<customer_id>"`` (a customer's implicit id is that too);
 * otherwise it keeps the id of the oldest profile merged into it. A node's implicit profile
-  (:func:`implicit_profile_id`) is created when the node first appears in an applied link (the link's
-  sequence number); several nodes new in the same link are ordered by kind rank (:data:`KINDS` order)
-  and then by node text. Two existing profiles never share a creation number (a link creates at most
-  one), so the rank/text tie-break only picks the founder among a link's new nodes.
+  (:func:`implicit_profile_id`) is created when the node first appears in an applied link; its age is the
+  ``created`` key the caller passes (the link's position in event time; the application count by
+  default), so replaying a duplicate link changes nothing. Several nodes new in the same link are ordered
+  by kind rank (:data:`KINDS` order) and then by node text. Two existing profiles never share a creation
+  key (a link creates at most one), so the rank/text tie-break only picks the founder among a link's new
+  nodes. ``aliases`` lists, per surviving profile, every profile id merged into it (transitively).
 
 Guarantees of :func:`apply_link`: deterministic for a given state and link (ordered dicts and sorted
 lists only, nothing depends on set order; no clock, no ``hash()``); two customer ids never share a
@@ -21,7 +23,7 @@ guard fires).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +79,7 @@ class LinkOutcome:
     newly_shared: list[str] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     survivor: str | None = None
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # per absorbed id: profiles merged into it before
 
 
 @dataclass(slots=True)
@@ -85,17 +88,17 @@ class Profile:
 
     members: dict[str, None]
     customer_id: str | None
-    created_seq: int
+    created: tuple[Any, ...]
     founder: str
 
-    def key(self) -> tuple[int, int, str]:
-        """Age order: creation sequence, then the founder's kind rank and text (smaller is older)."""
-        return self.created_seq, KIND_RANK[self.founder[: self.founder.index(":")]], self.founder
+    def key(self) -> tuple[tuple[Any, ...], int, str]:
+        """Age order: creation key, then the founder's kind rank and text (smaller is older)."""
+        return self.created, KIND_RANK[self.founder[: self.founder.index(":")]], self.founder
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; members keep their order."""
         return {"members": list(self.members), "customer_id": self.customer_id,
-                "created_seq": self.created_seq, "founder": self.founder}  # fmt: skip
+                "created": list(self.created), "founder": self.founder}  # fmt: skip
 
 
 @dataclass
@@ -114,6 +117,7 @@ class IdentityState:
     customers_seen: dict[str, list[str]] = field(default_factory=dict)
     shared: set[str] = field(default_factory=set)
     seq: int = 0
+    aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot (lists, dicts, str, int, None); keys sorted so equal states dump equal."""
@@ -123,6 +127,7 @@ class IdentityState:
             "profiles": {pid: p.to_dict() for pid, p in sorted(self.profiles.items())},
             "customers_seen": {node: list(seen) for node, seen in sorted(self.customers_seen.items())},
             "shared": sorted(self.shared),
+            "aliases": {pid: list(a) for pid, a in sorted(self.aliases.items())},
         }
 
     @classmethod
@@ -133,24 +138,28 @@ class IdentityState:
         state = cls(seq=int(data["seq"]), shared=set(data["shared"]))
         for pid, p in data["profiles"].items():
             members = dict.fromkeys(p["members"])
-            state.profiles[pid] = Profile(members, p["customer_id"], int(p["created_seq"]), p["founder"])
+            state.profiles[pid] = Profile(members, p["customer_id"], tuple(p["created"]), p["founder"])
             state.assignments.update(dict.fromkeys(p["members"], pid))
         state.customers_seen = {node: list(seen) for node, seen in data["customers_seen"].items()}
+        state.aliases = {pid: list(a) for pid, a in data.get("aliases", {}).items()}
         return state
 
 
-def apply_link(state: IdentityState, link: Link, policy: IdentityPolicy = DEFAULT_POLICY) -> LinkOutcome:
+def apply_link(
+    state: IdentityState, link: Link, policy: IdentityPolicy = DEFAULT_POLICY, created: tuple[Any, ...] | None = None
+) -> LinkOutcome:
     """Apply one link to ``state`` **in place** and report what changed (see the module guarantees).
 
     Steps: drop malformed, empty and already-shared nodes; record which customers each node co-occurs
     with (the event's customer_id and the customer of the node's current profile) and detach nodes over
     their limit; refuse nodes held by another customer's profile (the whole link if it has no customer_id
     of its own and touches two customers); union the rest into the survivor. Cost: O(link size + size of
-    the profiles absorbed). ``state.seq`` advances on every call, refused or not, so replaying the same
-    log always assigns the same creation numbers.
+    the profiles absorbed). ``state.seq`` counts calls; a profile created by this link gets ``created`` as
+    its age (default: ``(state.seq,)``, so replaying the same log always assigns the same ages).
     """
     state.seq += 1
     out = LinkOutcome(seq=state.seq)
+    born = created if created is not None else (state.seq,)
     nodes, customer = _usable_nodes(state, link, out)
     if not nodes:
         return out
@@ -179,12 +188,12 @@ def apply_link(state: IdentityState, link: Link, policy: IdentityPolicy = DEFAUL
     if target is not None:
         sid = "c:" + target
         if sid not in profiles:
-            profiles[sid] = Profile({}, target, state.seq, _CUSTOMER_PREFIX + target)
+            profiles[sid] = Profile({}, target, born, _CUSTOMER_PREFIX + target)
     elif held:
         sid = next(iter(held)) if len(held) == 1 else min(held, key=lambda pid: profiles[pid].key())
     else:
         sid = implicit_profile_id(new[0])  # nodes are sorted, so new[0] is the founder by the tie-break
-        profiles[sid] = Profile({}, None, state.seq, new[0])
+        profiles[sid] = Profile({}, None, born, new[0])
     out.survivor = sid
     survivor, changes = profiles[sid], out.changes
     absorbed = [pid for pid in held if pid != sid]
@@ -198,9 +207,12 @@ def apply_link(state: IdentityState, link: Link, policy: IdentityPolicy = DEFAUL
     for node in new:
         survivor.members[node] = None
         assignments[node] = changes[node] = sid
-        # Workers that resolved this node before the link reached them used its implicit id: fold it too.
+        # Events of this node before the link were resolved to its implicit id: fold that profile too.
         if (implicit := implicit_profile_id(node)) != sid:
             out.merges.append(Merge(implicit, sid, link.rule, link.event_id, link.event_time, "identifier_joined"))
+    for m in out.merges:
+        out.aliases[m.old_id] = state.aliases.pop(m.old_id, [])
+        state.aliases.setdefault(sid, []).extend([m.old_id, *out.aliases[m.old_id]])
     return out
 
 
@@ -290,6 +302,48 @@ def resolve(
             first_shared = first_shared or node
             continue
         pid = assignments_lookup(node)
+        if pid is not None:
+            return pid, node
+        fallback = fallback or node
+    node = fallback or first_shared
+    if node is None:
+        raise ValueError(f"event {event.get('event_id')!r} carries no identifier")
+    return implicit_profile_id(node), node
+
+
+#: A node's assignments over event time: (position the change takes effect at, profile id or None for shared),
+#: sorted by position. Changes made by a link at P apply to items after P (the link event itself included).
+History = Sequence[tuple[Any, str | None]]
+
+
+def assigned_at(history: History | None, pos: Any) -> tuple[bool, str | None]:
+    """(known, profile) of a node just before ``pos``: (False, None) when no change precedes it, (True, None)
+    when it was shared by then, (True, profile id) when assigned."""
+    if not history:
+        return False, None
+    found: tuple[bool, str | None] = (False, None)
+    for at, profile in history:
+        if at >= pos:
+            break
+        found = (True, profile)
+    return found
+
+
+def resolve_at(history_of: Callable[[str], History | None], event: Mapping[str, Any], pos: Any) -> tuple[str, str]:
+    """:func:`resolve` as of ``pos`` from each node's assignment history (see :data:`History`)."""
+    fallback: str | None = None
+    first_shared: str | None = None
+    for kind, prefix in PREFIXES:
+        value = event.get(kind)
+        if not value:
+            continue
+        node = prefix + value
+        if kind == CUSTOMER_KIND:
+            return "c:" + value, node
+        known, pid = assigned_at(history_of(node), pos)
+        if known and pid is None:
+            first_shared = first_shared or node
+            continue
         if pid is not None:
             return pid, node
         fallback = fallback or node

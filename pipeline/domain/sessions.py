@@ -1,19 +1,22 @@
 """Incremental, event-time sessioniser: one state per resolved customer, fed once per micro-batch.
 
-Pure: no IO, no clock (``now_ms`` and the watermark are passed in), inputs never mutated. The rules (gap,
-store gap, bot cap, summary) are in :mod:`pipeline.domain.sessions_summary`, shared with the batch reference.
+Pure: no IO, no clock, inputs never mutated. Time is the customer's event-time clock (``clock_ms``: the order
+time of the items being applied, see :mod:`pipeline.domain.eventtime`), passed in. The rules (gap, store gap,
+bot cap, summary) are in :mod:`pipeline.domain.sessions_summary`, shared with the batch reference.
 
 Guarantees:
 
-* Order-insensitive within the grace: if every event arrives no later than ``grace_ms`` after the customer's
-  running max event time, the latest non-merged version of every session, after a final sweep, equals
-  :func:`pipeline.domain.sessions_batch.batch_sessions` over the same events, whatever the arrival order and
-  micro-batch boundaries (property-tested).
+* Order-insensitive within the grace: if every event is placed no later than ``grace_ms`` (the allowed
+  lateness) after its event time on the customer's clock, the latest non-merged version of every session,
+  after a final sweep, equals :func:`pipeline.domain.sessions_batch.batch_sessions` over the same events,
+  whatever the order and grouping of the calls (property-tested).
 * Nothing is silently lost: an event is placed, ignored as a replay (same ``event_id`` and ``event_time`` as
   a retained event) or returned in ``late``.
-* At most one version per session id per call; versions of one id strictly increase. A merged-away session
-  gets one last version with ``status="merged"`` and ``merged_into``; a survivor keeps the id of the session
-  that was emitted first / started earlier. A silent customer's sessions are closed by processing-time idle.
+* At most one version per session id per call; versions of one id strictly increase and are a function of
+  the clock (:func:`~pipeline.domain.eventtime.version_at`), so the same calls give the same versions. A
+  merged-away session gets one last version with ``status="merged"`` and ``merged_into``; a survivor keeps
+  the id of the session that was emitted first / started earlier. A session is closed by :func:`sweep` once
+  the clock passes the furthest point an on-time event could still link to it (:func:`next_due` says when).
 
 Not guaranteed:
 
@@ -21,8 +24,7 @@ Not guaranteed:
 * Session ids depend on arrival (first arriving event), only contents are order-insensitive.
 * An event older than the grace that falls inside a retained session is placed, but cannot merge with a
   session already dropped from state; events beyond the grace elsewhere are ``late`` (caller: failed events).
-* The grace horizon also follows the partition watermark given to :func:`sweep` (so silent customers'
-  state can be dropped); an event older than ``watermark - grace`` is late even if the customer was silent.
+* An event older than ``clock - grace`` is late unless it falls inside a retained session.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 
+from pipeline.domain.eventtime import version_at
 from pipeline.domain.records import CustomerEventRecord
 from pipeline.domain.sessions_state import CustomerSessions, PieceMeta, Run
 from pipeline.domain.sessions_summary import (
@@ -48,7 +51,9 @@ from pipeline.domain.sessions_summary import (
     summary_values,
 )
 
-__all__ = ["CLOSED", "MERGED", "OPEN", "SessionsUpdate", "add_events", "merge_states", "new_session_id", "sweep"]
+__all__ = [
+    "CLOSED", "MERGED", "OPEN", "SessionsUpdate", "add_events", "merge_states", "new_session_id", "next_due", "sweep",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,20 +84,21 @@ def add_events(
     state: CustomerSessions | None,
     profile_id: str,
     events: Sequence[CustomerEventRecord],
-    now_ms: int,
+    clock_ms: int,
     policy: SessionPolicy,
 ) -> SessionsUpdate:
-    """Place one micro-batch of one customer's events (any order) and emit the changed session versions.
+    """Place events of one customer (any order) at event-time ``clock_ms`` and emit the changed session versions.
 
-    Events are placed in (event_time, event_id) order. An event older than the grace horizon
-    (:meth:`CustomerSessions.floor`) is late unless it falls inside the span of a retained session.
+    Events are placed in (event_time, event_id) order. An event older than ``clock_ms - grace`` is late
+    unless it falls inside the span of a retained session.
     """
     if state is None:
         state = CustomerSessions(profile_id)
     elif state.customer_id != profile_id:
         raise ValueError(f"state of {state.customer_id!r} fed events of {profile_id!r}")
     runs = list(state.runs)
-    max_t, watermark = state.max_event_time, state.watermark_ms
+    max_t = state.max_event_time
+    floor = max(clock_ms, state.watermark_ms or clock_ms) - policy.grace_ms
     late: list[tuple[CustomerEventRecord, str]] = []
     touched: set[str] = set()
     absorbed: list[Run] = []
@@ -104,13 +110,10 @@ def add_events(
             pos = bisect.bisect_left(facts, (t, event_id))
             if pos < len(facts) and facts[pos].t == t and facts[pos].event_id == event_id:
                 continue  # replay of a retained event
-        else:
-            marks = [m for m in (max_t, watermark) if m is not None]
-            if marks and t < max(marks) - policy.grace_ms:
-                floor = max(marks) - policy.grace_ms
-                late.append((event, f"event_time {t} is {floor - t} ms older than the grace horizon {floor} "
-                                    f"(grace {policy.grace_ms} ms) and outside every retained session"))  # fmt: skip
-                continue
+        elif t < floor:
+            late.append((event, f"event_time {t} is {floor - t} ms older than the grace horizon {floor} "
+                                f"(grace {policy.grace_ms} ms) and outside every retained session"))  # fmt: skip
+            continue
         fact = fact_of(event)
         max_t = t if max_t is None or t > max_t else max_t
         lo, hi = i, i
@@ -143,12 +146,11 @@ def add_events(
     versions: list[SessionVersion] = []
     for k, run in enumerate(runs):
         if run.sid in touched:
-            runs[k], emitted = _refresh(run, profile_id, policy, force=False)
+            runs[k], emitted = _refresh(run, profile_id, policy, clock_ms, force=False)
             versions.extend(emitted)
     for run in absorbed:
-        versions.extend(_tombstones(run, runs, profile_id, policy))
-    last_update = max(now_ms, state.last_update_ms)  # a partition moving to a worker with a lagging clock
-    new_state = CustomerSessions(state.customer_id, tuple(runs), max_t, state.watermark_ms, last_update)
+        versions.extend(_tombstones(run, runs, profile_id, policy, clock_ms))
+    new_state = CustomerSessions(state.customer_id, tuple(runs), max_t, state.watermark_ms)
     return SessionsUpdate(new_state, versions, late)
 
 
@@ -157,7 +159,9 @@ def _bounds(run: Run, policy: SessionPolicy) -> list[int]:
     return [*piece_starts([f.t for f in run.facts], policy.max_duration_ms), len(run.facts)]
 
 
-def _refresh(run: Run, customer_id: str, policy: SessionPolicy, *, force: bool) -> tuple[Run, list[SessionVersion]]:
+def _refresh(
+    run: Run, customer_id: str, policy: SessionPolicy, clock_ms: int, *, force: bool
+) -> tuple[Run, list[SessionVersion]]:
     """Emit a version for every piece whose events changed (or all pieces when ``force``)."""
     bounds = _bounds(run, policy)
     facts, n_pieces = run.facts, len(bounds) - 1
@@ -172,7 +176,7 @@ def _refresh(run: Run, customer_id: str, policy: SessionPolicy, *, force: bool) 
             metas.append(old)
             continue
         status = old.status if old is not None and same else OPEN
-        meta = PieceMeta(old.version + 1 if old else 1, status, facts[a].t, b - a, bot)
+        meta = PieceMeta(version_at(clock_ms, old.version if old else 0), status, facts[a].t, b - a, bot)
         out.append(_version(run.piece_id(run.piece0 + j), customer_id, facts[a:b], meta, None))
         metas.append(meta)
     return Run(run.sid, run.facts, tuple(metas), run.piece0, run.carry), out
@@ -186,7 +190,9 @@ def _version(
                           version=meta.version)  # fmt: skip
 
 
-def _tombstones(gone: Run, runs: Sequence[Run], customer_id: str, policy: SessionPolicy) -> list[SessionVersion]:
+def _tombstones(
+    gone: Run, runs: Sequence[Run], customer_id: str, policy: SessionPolicy, clock_ms: int
+) -> list[SessionVersion]:
     """Final "merged" versions for every published piece of a run that was merged into another run."""
     out: list[SessionVersion] = []
     for j, meta in enumerate(gone.pieces):
@@ -196,27 +202,24 @@ def _tombstones(gone: Run, runs: Sequence[Run], customer_id: str, policy: Sessio
         host = runs[max(0, bisect.bisect_right(runs, meta.start, key=lambda r: r.first) - 1)]
         starts = [host.facts[k].t for k in _bounds(host, policy)[:-1]]
         into = host.piece_id(host.piece0 + max(0, bisect.bisect_right(starts, meta.start) - 1))
-        dead = meta._replace(version=meta.version + 1, status=MERGED)
+        dead = meta._replace(version=version_at(clock_ms, meta.version), status=MERGED)
         out.append(_version(gone.piece_id(gone.piece0 + j), customer_id, facts, dead, into))
     return out
 
 
-def sweep(
-    state: CustomerSessions, now_ms: int, policy: SessionPolicy, watermark_ms: int | None = None
-) -> SessionsUpdate:
-    """Close what is over, then drop from state what can no longer change.
+def sweep(state: CustomerSessions, clock_ms: int, policy: SessionPolicy) -> SessionsUpdate:
+    """Close what is over at event-time ``clock_ms``, then drop from state what can no longer change.
 
     A piece's *limit* is its last event + ``store_gap_ms`` (the furthest an on-time event could still link;
     the brief's "end + gap" would close sessions a store visit can still extend) or, for a piece the bot cap
-    ended, its start + ``max_duration_ms``. An open piece is closed (version with ``status="closed"``) when
-    ``limit < watermark``, when the customer has been silent for ``policy.idle_ms`` of processing time, or
-    when it is final (``limit <`` the grace horizon). Final pieces are then dropped from state.
+    ended, its start + ``max_duration_ms``. An open piece is closed (version with ``status="closed"``) once
+    ``limit < clock_ms``; a piece is *final* once ``limit < clock_ms - grace`` (no accepted event can reach it
+    any more) and final pieces are dropped from state.
     """
-    watermark_ms = _later(state.watermark_ms, watermark_ms)
     original = state
-    state = dataclasses.replace(state, watermark_ms=watermark_ms)
-    floor = state.floor(policy)
-    idle = now_ms - state.last_update_ms >= policy.idle_ms
+    watermark = clock_ms if state.watermark_ms is None else max(state.watermark_ms, clock_ms)
+    state = dataclasses.replace(state, watermark_ms=watermark)
+    floor = watermark - policy.grace_ms
     runs: list[Run] = []
     versions: list[SessionVersion] = []
     for run in state.runs:
@@ -224,14 +227,12 @@ def sweep(
         metas = list(run.pieces)
         n_final = 0
         for j in range(len(bounds) - 1):
-            a, b = bounds[j], bounds[j + 1]
-            last_piece = j == len(bounds) - 2
-            limit = facts[b - 1].t + policy.reach_ms if last_piece else facts[a].t + policy.max_duration_ms
-            final = floor is not None and limit < floor
-            if final and n_final == j:  # only a leading stretch of final pieces can be dropped
+            limit = _limit(run, bounds, j, policy)
+            if limit < floor and n_final == j:  # only a leading stretch of final pieces can be dropped
                 n_final += 1
-            if metas[j].status == OPEN and (idle or final or (watermark_ms is not None and limit < watermark_ms)):
-                metas[j] = metas[j]._replace(version=metas[j].version + 1, status=CLOSED)
+            if metas[j].status == OPEN and limit < watermark:
+                metas[j] = metas[j]._replace(version=version_at(watermark, metas[j].version), status=CLOSED)
+                a, b = bounds[j], bounds[j + 1]
                 versions.append(_version(run.piece_id(run.piece0 + j), state.customer_id, facts[a:b], metas[j], None))
         if n_final == len(metas):
             continue  # every piece final (and closed just above): forget the run
@@ -244,9 +245,33 @@ def sweep(
             run = Run(run.sid, facts, tuple(metas), run.piece0, run.carry)
         runs.append(run)
     unchanged = len(runs) == len(original.runs) and all(a is b for a, b in zip(runs, original.runs, strict=True))
-    if unchanged and watermark_ms == original.watermark_ms:
+    if unchanged and watermark == original.watermark_ms:
         return SessionsUpdate(original, [], [])  # the caller can skip the state write
     return SessionsUpdate(dataclasses.replace(state, runs=tuple(runs)), versions, [])
+
+
+def _limit(run: Run, bounds: Sequence[int], j: int, policy: SessionPolicy) -> int:
+    """The last event time an on-time event could still link piece ``j`` at (see :func:`sweep`)."""
+    facts = run.facts
+    if j == len(bounds) - 2:
+        return facts[bounds[j + 1] - 1].t + policy.reach_ms
+    return facts[bounds[j]].t + policy.max_duration_ms
+
+
+def next_due(state: CustomerSessions, policy: SessionPolicy) -> int | None:
+    """The earliest clock at which :func:`sweep` would change ``state`` (close or drop a piece), or None.
+
+    Lets the caller keep a due-time index instead of sweeping every customer."""
+    due: int | None = None
+    for run in state.runs:
+        bounds = _bounds(run, policy)
+        for j, meta in enumerate(run.pieces):
+            limit = _limit(run, bounds, j, policy)
+            at = limit + 1 if meta.status == OPEN else limit + policy.grace_ms + 1
+            due = at if due is None or at < due else due
+            if meta.status == OPEN:
+                break  # later pieces of a run close no earlier than this one
+    return due
 
 
 def merge_states(
@@ -254,8 +279,9 @@ def merge_states(
     absorbed_state: CustomerSessions,
     survivor_id: str,
     policy: SessionPolicy,
+    clock_ms: int,
 ) -> SessionsUpdate:
-    """Fold an absorbed customer's sessions into the survivor's after an identity merge.
+    """Fold an absorbed customer's sessions into the survivor's after an identity merge at event-time ``clock_ms``.
 
     Runs of both that overlap or link (gap rule) merge exactly as in :func:`add_events`; every session that
     came from the absorbed customer is re-emitted under ``survivor_id`` (same id and status, next version)
@@ -285,13 +311,12 @@ def merge_states(
             gone.extend(r for r in members if r is not survivor and r.pieces)
             unique = {(f.t, f.event_id): f for r in members for f in r.facts}  # an event routed to both ids
             survivor = dataclasses.replace(survivor, facts=tuple(sorted(unique.values())))
-        run, emitted = _refresh(survivor, survivor_id, policy, force=survivor.sid in reattributed)
+        run, emitted = _refresh(survivor, survivor_id, policy, clock_ms, force=survivor.sid in reattributed)
         runs.append(run)
         versions.extend(emitted)
     for run in gone:
-        versions.extend(_tombstones(run, runs, survivor_id, policy))
+        versions.extend(_tombstones(run, runs, survivor_id, policy, clock_ms))
     s, a = survivor_state, absorbed_state
-    last_update = max(s.last_update_ms, a.last_update_ms)
     state = CustomerSessions(survivor_id, tuple(runs), _later(s.max_event_time, a.max_event_time),
-                             _later(s.watermark_ms, a.watermark_ms), last_update)  # fmt: skip
+                             _later(s.watermark_ms, a.watermark_ms))  # fmt: skip
     return SessionsUpdate(state, versions, [])

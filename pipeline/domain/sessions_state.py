@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from pipeline.domain.sessions_summary import OPEN, STORE, Fact, SessionPolicy, reach
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 
 class PieceMeta(NamedTuple):
@@ -105,28 +105,25 @@ class Run:
 class CustomerSessions:
     """Everything the sessioniser keeps for one customer; ``runs`` sorted by start, never overlapping.
 
-    ``max_event_time``: largest accepted event time. ``watermark_ms``: largest partition watermark a sweep
-    saw. ``last_update_ms``: processing time of the last :func:`~pipeline.domain.sessions.add_events`.
+    ``max_event_time``: largest accepted event time. ``watermark_ms``: the customer's event-time clock at the
+    last :func:`~pipeline.domain.sessions.sweep`.
     """
 
     customer_id: str
     runs: tuple[Run, ...] = ()
     max_event_time: int | None = None
     watermark_ms: int | None = None
-    last_update_ms: int = 0
 
-    def floor(self, policy: SessionPolicy) -> int | None:
-        """Grace horizon: older events are late unless they fall inside a retained session's span."""
-        marks = [m for m in (self.max_event_time, self.watermark_ms) if m is not None]
-        return max(marks) - policy.grace_ms if marks else None
+    def open_pieces(self) -> int:
+        """Session pieces not closed yet."""
+        return sum(1 for r in self.runs for p in r.pieces if p.status == OPEN)
 
-    def idle_due_ms(self, policy: SessionPolicy) -> int | None:
-        """Processing time at which :func:`~pipeline.domain.sessions.sweep` closes this customer's open sessions
-        by silence, or None when none is open: lets a worker keep a timer heap instead of scanning every state.
-        Retained closed sessions are dropped later, as event time or the watermark moves on."""
-        if any(p.status == OPEN for r in self.runs for p in r.pieces):
-            return self.last_update_ms + policy.idle_ms
-        return None
+    def has_event(self, event_time: int, event_id: str) -> bool:
+        """Whether the event is among the retained ones (a replay or duplicate of it is then ignored)."""
+        for run in self.runs:
+            if run.facts[0].t <= event_time <= run.facts[-1].t:
+                return any(f.t == event_time and f.event_id == event_id for f in run.facts)
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists, str, int, float, bool, None only)."""
@@ -135,7 +132,6 @@ class CustomerSessions:
             "customer_id": self.customer_id,
             "max_event_time": self.max_event_time,
             "watermark_ms": self.watermark_ms,
-            "last_update_ms": self.last_update_ms,
             "runs": [_run_to_dict(r) for r in self.runs],
         }
 
@@ -149,7 +145,6 @@ class CustomerSessions:
             runs=tuple(_run_from_dict(r) for r in data["runs"]),
             max_event_time=data["max_event_time"],
             watermark_ms=data["watermark_ms"],
-            last_update_ms=data["last_update_ms"],
         )
 
 

@@ -37,29 +37,22 @@ _BOUGHT = frozenset({"purchase", "pos_purchase"})
 
 @dataclass(frozen=True, slots=True)
 class SessionPolicy:
-    """Session timing, all in milliseconds. ``idle_close_ms=None`` means ``gap_ms + grace_ms``.
+    """Session timing, all in milliseconds. ``grace_ms`` is the allowed lateness: how far behind the
+    customer's event-time clock an event may still be placed into its session.
 
-    Constraints (checked): ``0 < gap_ms <= store_gap_ms <= max_duration_ms``, ``grace_ms >= 0``,
-    ``idle_close_ms > 0``. ``max_duration_ms >= store_gap_ms`` keeps "final" a prefix property (a session can
-    only become final after every earlier one has), which the state pruning relies on.
+    Constraints (checked): ``0 < gap_ms <= store_gap_ms <= max_duration_ms``, ``grace_ms >= 0``.
+    ``max_duration_ms >= store_gap_ms`` keeps "final" a prefix property (a session can only become final after
+    every earlier one has), which the state pruning relies on.
     """
 
     gap_ms: int = 30 * _MINUTE
     store_gap_ms: int = 90 * _MINUTE
     grace_ms: int = 120 * _MINUTE
     max_duration_ms: int = 12 * 60 * _MINUTE
-    idle_close_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.gap_ms <= self.store_gap_ms <= self.max_duration_ms or self.grace_ms < 0:
             raise ValueError(f"invalid session policy: {self}")
-        if self.idle_close_ms is not None and self.idle_close_ms <= 0:
-            raise ValueError(f"idle_close_ms must be > 0: {self}")
-
-    @property
-    def idle_ms(self) -> int:
-        """Processing-time silence after which :func:`~pipeline.domain.sessions.sweep` closes sessions."""
-        return self.gap_ms + self.grace_ms if self.idle_close_ms is None else self.idle_close_ms
 
     @property
     def reach_ms(self) -> int:

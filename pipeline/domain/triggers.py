@@ -11,11 +11,14 @@ Patterns (each :class:`Candidate` says why it fired and which events prove it):
 * ``campaign_no_follow_up``: a campaign touch, then no event for ``follow_up_ms``;
 * ``win_back`` and ``churn_risk`` come from the churn band (:mod:`pipeline.domain.churn`) via :func:`candidate`.
 
-Governance (:func:`govern`): customers without marketing consent (false or never given) get nothing; at most one
-signal per customer and type within ``cap_ms`` (event time); a deterministic holdout by
-hash(customer, campaign or trigger type) < ``holdout_share`` flags the signal ``holdout=true`` (recorded, not
-to be acted on). Guarantees: the same inputs give the same signals with the same ids. Not guaranteed: a signal
-suppressed by consent or cap is not re-emitted later.
+Governance (:func:`govern`): customers without marketing consent (false or never given; the consent of the
+latest event in event time that states one) get nothing; at most one signal per customer and type within
+``cap_ms`` (event time); a holdout arm per campaign or trigger type, drawn once per person by
+hash(customer, key) < ``holdout_share`` and then kept in the state (it stays with the person when profiles
+merge: the arm assigned first wins), flags the signal ``holdout=true`` (recorded, not to be acted on).
+Guarantees: the same inputs in the same event-time order give the same signals with the same ids; a signal id
+depends on the signal type, its event time and its evidence only, never on the profile id. Not guaranteed: a
+signal suppressed by consent or cap is not re-emitted later.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class TriggerPolicy:
 @dataclass(slots=True)
 class TriggerState:
     """Open cart (products, evidence ids, last add time, channel, which cart signals fired), the pending
-    campaign touch, the last event time, consent, and the last firing time per signal type (frequency caps)."""
+    campaign touch, the last event time, consent and the event time it was stated at, the last firing time per
+    signal type (frequency caps), and the holdout arm per campaign or trigger ([in holdout, assigned at])."""
 
     cart: list[str] = field(default_factory=list)
     cart_ids: list[str] = field(default_factory=list)
@@ -61,6 +65,8 @@ class TriggerState:
     last_ms: int | None = None
     consent: bool | None = None
     fired: dict[str, int] = field(default_factory=dict)
+    consent_ms: int | None = None
+    arms: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_list(self) -> list[Any]:
         return [
@@ -73,6 +79,8 @@ class TriggerState:
             self.last_ms,
             self.consent,
             self.fired,
+            self.consent_ms,
+            self.arms,
         ]
 
     @classmethod
@@ -133,8 +141,8 @@ def _products(ev: CustomerEventRecord) -> list[str]:
 
 
 def timers(st: TriggerState, now_ms: int, p: TriggerPolicy) -> list[Candidate]:
-    """Patterns whose time limit has passed at ``now_ms`` (event time on the event path, processing time on
-    the sweep). Each fires once per cart / campaign touch."""
+    """Patterns whose time limit has passed at event time ``now_ms``. Each fires once per cart / campaign
+    touch."""
     out: list[Candidate] = []
     if st.cart_ms is not None and not st.cart_flags & _ABANDONED and now_ms - st.cart_ms >= p.abandon_ms:
         st.cart_flags |= _ABANDONED
@@ -166,12 +174,22 @@ def timers(st: TriggerState, now_ms: int, p: TriggerPolicy) -> list[Candidate]:
     return out
 
 
+def next_due(st: TriggerState, p: TriggerPolicy) -> int | None:
+    """The earliest event time at which :func:`timers` would fire something, or None."""
+    due: list[int] = []
+    if st.cart_ms is not None and not st.cart_flags & _ABANDONED:
+        due.append(st.cart_ms + p.abandon_ms)
+    if st.campaign is not None and st.last_ms is not None:
+        due.append(st.last_ms + p.follow_up_ms)
+    return min(due) if due else None
+
+
 def on_event(st: TriggerState, ev: CustomerEventRecord, known: bool, p: TriggerPolicy) -> list[Candidate]:
     """Update the trigger state with one event (in event-time order) and return the patterns it completes."""
     t, etype, channel, eid = ev["event_time"], ev["event_type"], ev["channel"], ev["event_id"]
     out = timers(st, t, p)
-    if ev["consent_marketing"] is not None:
-        st.consent = ev["consent_marketing"]
+    if ev["consent_marketing"] is not None and (st.consent_ms is None or t >= st.consent_ms):
+        st.consent, st.consent_ms = ev["consent_marketing"], t
     if etype == "add_to_cart":
         if st.cart_flags & _ABANDONED:  # a new add after abandonment starts a new cart episode
             st.cart_flags = 0
@@ -184,7 +202,8 @@ def on_event(st: TriggerState, ev: CustomerEventRecord, known: bool, p: TriggerP
         if not st.cart:
             st.clear_cart()
     elif etype in PURCHASES:
-        st.clear_cart()
+        if st.cart_ms is None or t >= st.cart_ms:  # a purchase delivered late does not close a later cart
+            st.clear_cart()
     elif etype in STORE_ENTRY and st.cart and st.cart_ms is not None and not st.cart_flags & _OFFERED:
         age = t - st.cart_ms
         if 0 <= age <= p.open_cart_ms:
@@ -248,8 +267,25 @@ def in_holdout(customer_id: str, key: str, share: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
-def signal_id(customer_id: str, c: Candidate) -> str:
-    raw = "\x1f".join((customer_id, c.signal_type, str(c.event_time), *c.evidence))
+def arm(st: TriggerState, customer_id: str, key: str, at_ms: int, share: float) -> bool:
+    """The person's holdout arm for ``key``: drawn at first use (``at_ms`` in event time) and kept."""
+    found = st.arms.get(key)
+    if found is None:
+        found = st.arms[key] = [in_holdout(customer_id, key, share), at_ms]
+    return bool(found[0])
+
+
+def merge_arms(survivor: TriggerState, absorbed: TriggerState) -> None:
+    """Arms of two profiles of one person: per key the one drawn first (in event time) stays."""
+    for key, (hold, at) in absorbed.arms.items():
+        mine = survivor.arms.get(key)
+        if mine is None or at < mine[1]:
+            survivor.arms[key] = [hold, at]
+
+
+def signal_id(c: Candidate) -> str:
+    """Signal type, event time and evidence: the same firing has the same id under any profile id."""
+    raw = "\x1f".join((c.signal_type, str(c.event_time), *c.evidence))
     return "sg-" + hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
@@ -259,7 +295,8 @@ class Governed(NamedTuple):
 
 
 def govern(st: TriggerState, customer_id: str, cands: list[Candidate], now_ms: int, p: TriggerPolicy) -> Governed:
-    """Apply consent, frequency caps and the holdout; caps are recorded in ``st``."""
+    """Apply consent, frequency caps and the holdout; caps and arms are recorded in ``st``. ``now_ms`` is the
+    processing time, used for ``emitted_at`` only."""
     signals: list[Signal] = []
     suppressed: list[tuple[Candidate, str]] = []
     for c in cands:
@@ -271,6 +308,6 @@ def govern(st: TriggerState, customer_id: str, cands: list[Candidate], now_ms: i
             suppressed.append((c, "cap"))
             continue
         st.fired[c.signal_type] = c.event_time
-        hold = in_holdout(customer_id, c.campaign_id or c.signal_type, p.holdout_share)
-        signals.append(Signal(signal_id(customer_id, c), customer_id, c, hold, now_ms))
+        hold = arm(st, customer_id, c.campaign_id or c.signal_type, c.event_time, p.holdout_share)
+        signals.append(Signal(signal_id(c), customer_id, c, hold, now_ms))
     return Governed(signals, suppressed)

@@ -3,9 +3,10 @@
 :func:`evaluate_journeys` runs the pure journey logic (the same :class:`JourneySignals` the worker runs) over a
 simulated world. Events go through the real ingest rules (:func:`canonicalise`) and are attributed to the
 simulated person (perfect identity), so this scores journeys, triggers and churn separately from identity
-quality, which ``evaluate identity`` scores. The timer sweep is replayed before every hour of a person's events
-and once at the end of the timeline. The BTYD parameters (purchases and active days, modified BG/NBD, days as
-the time unit) are fitted on the same history, as ``omnistream model fit`` would after a backfill.
+quality, which ``evaluate identity`` scores. Each person's events are applied in event-time order, every timer
+firing at its due time up to the end of the timeline (the batch reference's definition,
+pipeline/evaluate/reference.py). The BTYD parameters (purchases and active days, modified BG/NBD, days as the
+time unit) are fitted on the same history, as ``omnistream model fit`` would after a backfill.
 """
 
 from __future__ import annotations
@@ -16,23 +17,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from prometheus_client import CollectorRegistry
 from scipy.stats import rankdata
 
 from pipeline.domain.churn import DAY_MS
+from pipeline.domain.identity_rules import DEFAULT_POLICY
 from pipeline.domain.ingest import IngestPolicy, canonicalise
 from pipeline.domain.pii import Pseudonymiser
 from pipeline.domain.records import CustomerEventRecord, Rejection, SourceRef
+from pipeline.domain.sessions_summary import SessionPolicy
 from pipeline.domain.triggers import PURCHASES, TriggerPolicy
-from pipeline.metrics_journey import journey_signal_metrics
+from pipeline.evaluate.reference import ReferenceConfig, replay
 from pipeline.models import bgnbd
 from pipeline.models.fit import fit_bgnbd, fit_model
 from pipeline.models.params import ModelParams
 from pipeline.models.transactions import Transaction, summarise
 from pipeline.simulate.config import SimConfig
 from pipeline.simulate.simulation import Simulation
-from pipeline.steps.journey import JourneyState
-from pipeline.steps.journey_signals import JourneyProfile, JourneySignals, SignalsConfig, SignalsOutput, event_money
+from pipeline.steps.journey_customer import CustomerState
+from pipeline.steps.journey_profile import event_money
+from pipeline.steps.journey_signals import SignalsConfig
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
 
@@ -140,39 +143,23 @@ def evaluate_journeys(
     sim, codec, per_person, journeys = history.sim, history.codec, history.per_person, history.journeys
     params = fit_history(per_person, config.end_ms)
     trig = policy or TriggerPolicy(holdout_share=config.holdout_share)
-    step = JourneySignals(
-        SignalsConfig(triggers=trig, params=params), codec, journey_signal_metrics(CollectorRegistry())
-    )
-    out = SignalsOutput()
-    owner: dict[int, str] = {}
-    final: dict[str, JourneyProfile] = {}
-    for person, events in per_person.items():
-        prof = JourneyProfile()
-        hours: defaultdict[int, list[CustomerEventRecord]] = defaultdict(list)
-        for e in events:
-            hours[e["event_time"] // HOUR_MS].append(e)
-        for hour in sorted(hours):
-            if prof.stage.stage:  # the sweep only sees customers with state
-                step.on_timer(person, prof, hour * HOUR_MS, out)
-            before = len(out.signals)
-            step.on_events(person, prof, hours[hour], hour * HOUR_MS + HOUR_MS - 1, out)
-            owner.update(dict.fromkeys(range(before, len(out.signals)), person))
-        before = len(out.signals)
-        step.on_timer(person, prof, config.end_ms, out)
-        owner.update(dict.fromkeys(range(before, len(out.signals)), person))
-        final[person] = prof
+    ref = ReferenceConfig(SessionPolicy(), SignalsConfig(triggers=trig, params=params), DEFAULT_POLICY)
+    # The timeline ends at end_ms: the watermark passes it once every source is idle.
+    done = replay(per_person, ref, codec, config.end_ms + 1)
+    out = done.out
+    final = {person: prof for person, prof in done.profiles.items() if prof is not None}
     people = {p.person_id: p for p in sim.population}
-    sizes = [len(JourneyState(profile=prof).encode()) for prof in final.values()]
+    sizes = [len(CustomerState(profile=prof).encode()) for prof in final.values()]
     signals = [codec.decode(v).record for _, v in out.signals]
     by_type: defaultdict[str, int] = defaultdict(int)
     denied_signals = 0
     offers: defaultdict[str, list[int]] = defaultdict(list)  # person -> offer event times
-    for i, s in enumerate(signals):
+    for s in signals:
         by_type[s["signal_type"]] += 1
-        if not people[owner.get(i, s["customer_id"])].consent_marketing:
+        if not people[s["customer_id"]].consent_marketing:
             denied_signals += 1
         if s["signal_type"] == "store_visit_open_cart":
-            offers[owner.get(i, s["customer_id"])].append(s["event_time"])
+            offers[s["customer_id"]].append(s["event_time"])
 
     def fired(j: dict[str, object]) -> bool:
         # The store entry may be the app's geofence event a minute before the store's own visit event.

@@ -1,43 +1,62 @@
-"""Every worker's local copy of the identifier -> profile assignments.
+"""Every worker's local copy of the identifier -> profile assignments, with their history in event time.
 
-The single identity writer publishes each assignment change to the compacted ``identity-assignments`` topic
-(key: node, value: ``=<profile id>`` or ``!`` for an identifier found to be shared). Each worker reads that
-topic from the beginning in a background thread (no consumer group, so every worker sees everything).
+The single identity writer publishes each changed identifier to the compacted ``identity-assignments`` topic
+(key: node; value: the node's recent assignment history as JSON ``[[order_time, event_time, rank, event_id,
+profile or null], ...]``, null meaning shared from then on), and its watermark under :data:`WATERMARK_KEY`.
+Each worker reads that topic from the beginning in a background thread (no consumer group, so every worker
+sees everything).
 
 Guarantees: after ``wait_caught_up`` returns True, the replica holds at least every assignment published
-before the call. Not guaranteed: freshness after that — a link applied a moment ago may not be here yet, so an
-event can be resolved to a profile that a merge absorbs later; the journey layer folds such state on the
-merge (see docs/identity.md).
+before the call; :meth:`resolve_at` answers as of a position in event time, exactly for positions below
+:attr:`watermark`. Not guaranteed: freshness above it -- an event resolved there may land on a profile a merge
+at an earlier position absorbed; the journey forwards it to the survivor (docs/identity.md, docs/time.md).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.domain.eventtime import NEVER, Pos
+from pipeline.domain.identity import History, resolve_at
 
 log = logging.getLogger(__name__)
 
 ASSIGNED = b"="
 SHARED = b"!"
+WATERMARK_KEY = b"\x00writer-watermark"
+HISTORY_LIMIT = 8  # changes kept per identifier (a profile is rarely merged more often)
 
 
-def encode_assignment(profile_id: str | None) -> bytes:
-    """Value of an assignment record: the profile id, or the shared marker when ``None``."""
-    return SHARED if profile_id is None else ASSIGNED + profile_id.encode()
+def encode_assignment(history: Sequence[tuple[Pos, str | None]]) -> bytes:
+    """Value of an assignment record: the node's last :data:`HISTORY_LIMIT` changes."""
+    return json.dumps([[*pos, pid] for pos, pid in history[-HISTORY_LIMIT:]], separators=(",", ":")).encode()
+
+
+def decode_assignment(value: bytes) -> list[tuple[Pos, str | None]]:
+    """Inverse of :func:`encode_assignment`; also reads the single-value form (``=<id>`` or ``!``)."""
+    if value[:1] == ASSIGNED:
+        return [(Pos(NEVER, NEVER, 0, ""), value[1:].decode())]
+    if value[:1] == SHARED:
+        return [(Pos(NEVER, NEVER, 0, ""), None)]
+    return [(Pos(*e[:4]), e[4]) for e in json.loads(value)]
 
 
 class AssignmentReplica:
-    """Local identifier -> profile map fed by the assignments topic; ``shared`` holds shared identifiers."""
+    """Local identifier -> history map fed by the assignments topic; ``assignments``/``shared`` are the latest."""
 
     def __init__(self, bootstrap: str, topic: str, client_config: Mapping[str, Any] | None = None) -> None:
         self._client_config = dict(client_config or {})
+        self.history: dict[str, list[tuple[Pos, str | None]]] = {}
         self.assignments: dict[str, str] = {}
         self.shared: set[str] = set()
+        self.watermark = NEVER
         self._bootstrap = bootstrap
         self._topic = topic
         self._stop = threading.Event()
@@ -48,16 +67,32 @@ class AssignmentReplica:
     def lookup(self, node: str) -> str | None:
         return self.assignments.get(node)
 
+    def history_of(self, node: str) -> History | None:
+        return self.history.get(node)
+
+    def resolve_at(self, event: Mapping[str, Any], pos: Pos) -> tuple[str, str]:
+        """(profile id, node used) of an event as of ``pos``."""
+        return resolve_at(self.history.get, event, pos)
+
     def apply(self, key: bytes, value: bytes | None) -> None:
-        """Apply one record of the assignments topic (also used by tests and by the writer itself)."""
+        """Apply one record of the assignments topic (also used by tests and evaluation)."""
+        if key == WATERMARK_KEY:
+            if value:
+                self.watermark = max(self.watermark, int(json.loads(value)["watermark"]))
+            return
         node = key.decode()
         if not value:
+            self.history.pop(node, None)
             self.assignments.pop(node, None)
-        elif value[:1] == SHARED:
+            return
+        history = decode_assignment(value)
+        self.history[node] = history
+        latest = history[-1][1]
+        if latest is None:
             self.assignments.pop(node, None)
             self.shared.add(node)
         else:
-            self.assignments[node] = value[1:].decode()
+            self.assignments[node] = latest
 
     @property
     def started(self) -> bool:

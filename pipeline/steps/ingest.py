@@ -5,6 +5,13 @@ or a counted duplicate drop — in input order. Data errors never raise; they be
 original bytes. Infrastructure errors (the schema registry unreachable) and a tripped invalid-share guard do
 raise: the caller must then stop without acknowledging the batch.
 
+Event time: each input partition is a *source* with a progress mark (the largest order time it produced,
+:func:`~pipeline.domain.eventtime.place`). A valid event more than the allowed lateness behind its partition's
+mark is a ``late_event`` (rule ``beyond_allowed_lateness``); any other gets its order time (its event time, or
+the mark when it arrived after a later event). Both are functions of the partition's content up to the event,
+so they are the same in every run, provided the caller restores each partition's mark as of the offset it
+resumes from (:meth:`IngestStep.set_mark`; the worker keeps marks in the committed offsets' metadata).
+
 Not guaranteed: dedup is exact only within the worker's bounded window and is lost on restart, so after a
 crash the same event id can be published twice. Consumers of customer-events dedupe by ``event_id``.
 """
@@ -19,6 +26,7 @@ from dataclasses import dataclass, field
 from pipeline import __version__
 from pipeline.clock import Clock
 from pipeline.domain.dedup import DedupWindow
+from pipeline.domain.eventtime import NEVER, RANK_EVENT, Pos, place
 from pipeline.domain.guard import InvalidRatioGuard
 from pipeline.domain.ingest import IngestPolicy, canonicalise, size_check
 from pipeline.domain.pii import Pseudonymiser
@@ -68,8 +76,11 @@ class IngestOutput:
 
     canonical: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     records: list[CustomerEventRecord] = field(default_factory=list)
+    positions: list[Pos] = field(default_factory=list)
     failed: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     duplicates: int = 0
+    #: per input partition of the batch: (offset to resume from after it, progress mark there)
+    ends: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def routing_key(record: Mapping[str, object]) -> bytes | None:
@@ -96,6 +107,7 @@ class IngestStep:
         guard: InvalidRatioGuard,
         metrics: IngestMetrics,
         clock: Clock,
+        allowed_lateness_ms: int,
     ) -> None:
         self.channel = channel
         self.source_topic = source_topic
@@ -107,6 +119,8 @@ class IngestStep:
         self._guard = guard
         self._metrics = metrics
         self._clock = clock
+        self._lateness = allowed_lateness_ms
+        self.marks: dict[int, int] = {}  # input partition -> progress mark
         self._expected = frozenset({channel})
         self._failed_key = source_topic.encode()
         self._processor = f"ingest/{__version__}"
@@ -115,14 +129,29 @@ class IngestStep:
         self._lag = metrics.event_lag.get(channel)
         self._ratio = metrics.invalid_ratio.get(channel)
 
+    def set_mark(self, partition: int, mark: int) -> None:
+        """Restore a partition's progress mark as of the offset the next batch starts at."""
+        self.marks[partition] = mark
+
     def process_batch(self, messages: Sequence[RawMessage]) -> IngestOutput:
         """Process a batch. Raises ``UpstreamBrokenError`` (guard) or infrastructure errors (module doc)."""
         out = IngestOutput()
         now_ms = self._clock.now_ms()
         self._in.inc(len(messages))  # counters per batch, not per event: label lookups and locks add up
         by_type: Counter[str] = Counter()
+        marks = self.marks
         for msg in messages:
             outcome = self._one(msg, now_ms)
+            order = NEVER
+            if not isinstance(outcome, Rejection):
+                mark = marks.get(msg.partition, NEVER)
+                placed = place(mark, outcome["event_time"], self._lateness)
+                if placed is None:
+                    outcome = self._too_late(outcome, mark)
+                else:
+                    order = placed
+                    marks[msg.partition] = max(mark, placed)
+            out.ends[msg.partition] = (msg.offset + 1, marks.get(msg.partition, NEVER))
             if isinstance(outcome, Rejection):
                 self._guard.record(False)
                 self._metrics.failed.get(self.channel, str(outcome.failure_type)).inc()
@@ -138,6 +167,7 @@ class IngestStep:
             self._lag.observe(max(0.0, (now_ms - outcome["event_time"]) / 1000.0))
             out.canonical.append((routing_key(outcome), self._codec.encode(CANONICAL_SUBJECT, outcome)))
             out.records.append(outcome)
+            out.positions.append(Pos(order, outcome["event_time"], RANK_EVENT, outcome["event_id"]))
         for event_type, n in by_type.items():
             self._metrics.events_out.get(self.channel, event_type).inc(n)
         self._ratio.set(self._guard.ratio)
@@ -161,6 +191,13 @@ class IngestStep:
             log.warning("unexpected error on %s[%d]@%d: %r", self.source_topic, msg.partition, msg.offset, exc)
             return Rejection(FailureType.PROCESSING_ERROR, "unexpected_exception", repr(exc), schema_id=schema_id)
         return result
+
+    def _too_late(self, event: CustomerEventRecord, mark: int) -> Rejection:
+        behind = mark - event["event_time"]
+        reason = (f"event_time {event['event_time']} is {behind} ms behind its partition's progress {mark}; "
+                  f"allowed lateness {self._lateness} ms")  # fmt: skip
+        return Rejection(FailureType.LATE_EVENT, "beyond_allowed_lateness", reason, event["event_id"],
+                         event["schema_id"])  # fmt: skip
 
     def _encode_failure(self, rejection: Rejection, msg: RawMessage, now_ms: int) -> bytes:
         record = failed_event_record(

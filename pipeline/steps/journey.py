@@ -1,84 +1,99 @@
-"""Journey step: one state record per resolved customer, updated once per micro-batch.
+"""Journey step: one journey partition's runtime between batches, and the processing of one batch.
 
-Input items are canonical events keyed by profile id, and journey-control messages (``merge`` at the absorbed
-profile's key, ``transfer`` carrying its state to the survivor's key). Guarantees per batch: each customer's
-state is loaded once and returned once; session versions are emitted at most once per touched session;
-events later than the session grace come back as typed failed events (``late_event``), never dropped; an
-event that reaches a profile which was merged away is re-keyed to the survivor (followed across chains).
-Not guaranteed: ordering of sessions across customers; exactly-once — replays re-emit versions, which
-downstream upserts by (session_id, version) absorb.
+Input: bundles on resolved-events (canonical events and identity controls with their positions, and progress
+marks of every source: the channel partitions after ingest, and the identity writer), and ``transfer`` controls
+from other journey partitions. The partition's watermark is the minimum progress of its expected sources
+(:class:`~pipeline.domain.eventtime.Sources`); each customer applies what lies below it in event-time order
+(:class:`~pipeline.steps.journey_customer.CustomerMachine`).
+
+Guarantees per batch: each customer record is loaded and returned at most once; outputs of one customer are a
+function of its items and the watermarks, never of arrival order or batching. What is pending (items not yet applied,
+transfers not yet folded) lives in memory only: the partition state names the oldest resolved-events offset
+that still holds any, so a worker taking the partition over re-reads them (:meth:`JourneyStep.restore`).
+Not guaranteed: exactly-once; a replayed batch re-emits outputs with the same ids and versions.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import json
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import __version__
+from pipeline.clock import Clock, SystemClock
+from pipeline.domain.eventtime import NEVER, RANK_CONTROL, RANK_EVENT, Pos, Sources
 from pipeline.domain.records import CustomerEventRecord, FailureType, Rejection, failed_event_record
-from pipeline.domain.sessions import add_events, merge_states, sweep
-from pipeline.domain.sessions_state import CustomerSessions
 from pipeline.domain.sessions_summary import SessionPolicy, SessionVersion
 from pipeline.metrics import JourneyMetrics
-from pipeline.steps.bundles import expand
-from pipeline.steps.journey_signals import JourneyProfile, JourneySignals, SignalsOutput, merge_profiles
+from pipeline.steps.bundles import Entry, read
+from pipeline.steps.journey_customer import Advance, CustomerMachine, CustomerState, Item
+from pipeline.steps.journey_signals import JourneySignals, SignalsOutput
 from schemas.codec import AvroCodec
 
 KeyValue = tuple[bytes | None, bytes]
+WRITER = "writer"
 
 
-@dataclass(frozen=True, slots=True)
-class JourneyItem:
-    """One consumed message of resolved-events, or one entry of a bundle (with the bundle's partition/offset)."""
-
-    key: bytes
-    value: bytes
-    partition: int
-    offset: int
+def input_source(topic: str, partition: int) -> str:
+    return f"{topic}/{partition}"
 
 
-@dataclass(slots=True)
-class JourneyState:
-    """The per-customer record: sessions, the journey profile (stage, triggers, churn statistics), and where to
-    send things once the profile was merged away."""
-
-    sessions: CustomerSessions | None = None
-    redirect: str | None = None
-    profile: JourneyProfile | None = None
-
-    def encode(self) -> bytes:
-        doc: dict[str, Any] = {"v": 1, "r": self.redirect, "s": self.sessions.to_dict() if self.sessions else None}
-        if self.profile is not None:
-            doc["p"] = self.profile.to_list()
-        return json.dumps(doc, separators=(",", ":")).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes | None) -> JourneyState:
-        if not raw:
-            return cls()
-        doc = json.loads(raw)
-        sessions = CustomerSessions.from_dict(doc["s"]) if doc.get("s") else None
-        profile = JourneyProfile.from_list(doc["p"]) if doc.get("p") else None
-        return cls(sessions, doc.get("r"), profile)
+def control_pos(control: dict[str, Any]) -> Pos:
+    """Position of an identity control: the link's, ordered before events of the same instant, one per profile."""
+    return Pos(control["order_time"], control["event_time"], RANK_CONTROL, f"{control['event_id']}/{control['old_id']}")
 
 
 @dataclass(slots=True)
 class JourneyOutput:
-    """States to persist and messages to publish."""
+    """Records to persist and messages to publish for one batch of one partition."""
 
-    states: dict[bytes, bytes] = field(default_factory=dict)
+    states: dict[bytes, tuple[bytes, int | None]] = field(default_factory=dict)  # key -> (record, next due)
+    partition_state: bytes = b""
     sessions: list[KeyValue] = field(default_factory=list)
-    forwards: list[KeyValue] = field(default_factory=list)
     failed: list[KeyValue] = field(default_factory=list)
     journey: SignalsOutput = field(default_factory=SignalsOutput)
-    churn_risk: int = 0  # sweep only: customers at churn risk among those swept
-    state_bytes: int = 0  # sweep only: total encoded size of the states swept
+    entries: list[Entry] = field(default_factory=list)  # transfers and forwards, keyed by the customer addressed
+    watermark: int = NEVER
+    open_sessions: int = 0
+
+
+@dataclass(slots=True)
+class JourneyPartition:
+    """What one journey partition holds in memory: sources, pending items and transfers, due-time indexes."""
+
+    partition: int
+    sources: Sources
+    pending: dict[bytes, list[Item]] = field(default_factory=dict)
+    transfers: dict[bytes, dict[tuple[str, Pos], tuple[str, int]]] = field(default_factory=dict)
+    heads: list[tuple[int, bytes]] = field(default_factory=list)
+    timers: list[tuple[int, bytes]] = field(default_factory=list)
+    due: dict[bytes, int] = field(default_factory=dict)
+    held: Counter[int] = field(default_factory=Counter)  # resolved-events offset -> items and transfers held
+
+    def encode(self) -> bytes:
+        held = [o for o, n in self.held.items() if n > 0]
+        doc = {"s": self.sources.to_dict(), "m": min(held) if held else None}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @staticmethod
+    def min_pending(raw: bytes | None) -> int | None:
+        """The oldest resolved-events offset the partition state says still holds pending items."""
+        return json.loads(raw)["m"] if raw else None
+
+    def set_due(self, key: bytes, due: int | None) -> None:
+        if due is None:
+            self.due.pop(key, None)
+        elif self.due.get(key) != due:
+            self.due[key] = due
+            heapq.heappush(self.timers, (due, key))
 
 
 class JourneyStep:
-    """Sessionises each customer's events and applies identity merges to the journey state."""
+    """Runs journey partitions (see the module docstring)."""
 
     def __init__(
         self,
@@ -87,130 +102,156 @@ class JourneyStep:
         metrics: JourneyMetrics,
         seal: Callable[[bytes], str],
         source_topic: str,
+        expected_sources: Iterable[str],
         signals: JourneySignals | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._codec = codec
-        self._policy = policy
+        self._clock = clock or SystemClock()
         self._metrics = metrics
         self._seal = seal
         self._failed_key = source_topic.encode()
-        self._signals = signals
+        self._expected = frozenset(expected_sources)
+        self._machine = CustomerMachine(policy, signals, self._decode_event)
+        self.partitions: dict[int, JourneyPartition] = {}
 
-    def process_batch(
-        self, items: Sequence[JourneyItem], load: Callable[[bytes], bytes | None], now_ms: int
+    def _decode_event(self, value: bytes) -> CustomerEventRecord:
+        record: Any = self._codec.decode(value).record
+        return record  # type: ignore[no-any-return]
+
+    def restore(
+        self, partition: int, state: bytes | None, due: Iterable[tuple[bytes, int | None]],
+        pending: Iterable[tuple[int, bytes, bytes]],
+    ) -> JourneyPartition:  # fmt: skip
+        """Rebuild a partition's runtime after it was (re)assigned: its persisted state, the due times of its
+        customers, and the resolved-events messages from the state's oldest pending offset up to the committed
+        one (their progress marks are already in the state; items a customer applied before are skipped when
+        they come up)."""
+        doc = json.loads(state) if state else {}
+        part = JourneyPartition(partition, Sources.from_dict(self._expected, doc.get("s")))
+        for key, when in due:
+            part.set_due(key, when)
+        for offset, key, value in pending:
+            for entry in read(self._codec, key, value)[0]:
+                self._take(part, entry, offset)
+        self.partitions[partition] = part
+        return part
+
+    def process(
+        self, partition: int, messages: Sequence[tuple[int, bytes, bytes]], load: Callable[[bytes], bytes | None]
     ) -> JourneyOutput:
+        """One batch of (offset, key, value) of ``partition``; ``load(key)`` gives a customer's record."""
+        part = self.partitions.get(partition) or self.restore(partition, None, (), ())
+        for offset, key, value in messages:
+            entries, marks = read(self._codec, key, value)
+            for mark in marks:
+                part.sources.update(mark.source, mark.mark, mark.idle)
+            for entry in entries:
+                self._take(part, entry, offset)
         out = JourneyOutput()
-        groups: dict[bytes, list[JourneyItem]] = {}
-        for item in items:
-            for key, value in expand(self._codec, item.key, item.value):  # bundles: one item per entry
-                entry = item if value is item.value else JourneyItem(key, value, item.partition, item.offset)
-                groups.setdefault(entry.key, []).append(entry)
-        for key, group in groups.items():
-            state = JourneyState.decode(load(key))
-            self._customer(key.decode(), state, group, now_ms, out)
-            out.states[key] = state.encode()
+        base = out.watermark = part.sources.watermark()
+        keys: set[bytes] = set()
+        while part.heads and part.heads[0][0] < base:
+            keys.add(heapq.heappop(part.heads)[1])
+        while part.timers and part.timers[0][0] < base:
+            due, key = heapq.heappop(part.timers)
+            if part.due.get(key) == due:
+                keys.add(key)
+        for key in sorted(keys):
+            self._customer(part, key, load, base, out)
+        out.partition_state = part.encode()
         return out
 
-    def sweep_state(self, key: bytes, raw: bytes, now_ms: int, out: JourneyOutput) -> int:
-        """Timer path: close sessions of a silent customer, fire due triggers, re-score daily; returns the open
-        sessions left."""
-        state = JourneyState.decode(raw)
-        changed = False
-        out.state_bytes += len(raw)
-        if state.profile is not None and self._signals is not None and state.redirect is None:
-            before = state.profile.to_list()
-            self._signals.on_timer(key.decode(), state.profile, now_ms, out.journey)
-            changed = state.profile.to_list() != before
-            out.churn_risk += state.profile.churn_risk
-        if state.sessions is None or not state.sessions.runs:
-            if changed:
-                out.states[key] = state.encode()
-            return 0
-        update = sweep(state.sessions, now_ms, self._policy)
-        if update.versions or update.state != state.sessions or changed:
-            state.sessions = update.state
-            out.states[key] = state.encode()
-            self._emit(update.versions, out)
-        return len(update.state.runs)
+    # --- intake ------------------------------------------------------------------------------------------------
 
-    def _customer(self, profile: str, state: JourneyState, group: list[JourneyItem], now_ms: int,
-                  out: JourneyOutput) -> None:  # fmt: skip
-        pending: list[CustomerEventRecord] = []
-        sources: dict[str, JourneyItem] = {}
+    def _take(self, part: JourneyPartition, entry: Entry, offset: int) -> None:
+        if self._codec.subject_of(entry.value) == "journey-control":
+            control = dict(self._codec.decode(entry.value).record)
+            if control["kind"] == "merge":  # v1 name
+                control["kind"] = "absorbed"
+            pos = control_pos(control)
+            if control["kind"] == "transfer":
+                part.transfers.setdefault(entry.key, {})[(control["old_id"], pos)] = (control["state_json"], offset)
+                part.held[offset] += 1
+                heapq.heappush(part.heads, (pos.order_time, entry.key))
+                return
+            item = Item(pos, entry.value, offset, control)
+        elif entry.order_time:
+            item = Item(Pos(entry.order_time, entry.event_time, RANK_EVENT, entry.event_id), entry.value, offset)
+        else:  # a single canonical event without a position: its own event time
+            record = self._decode_event(entry.value)
+            t = record["event_time"]
+            item = Item(Pos(t, t, RANK_EVENT, record["event_id"]), entry.value, offset)
+        items = part.pending.setdefault(entry.key, [])
+        bisect.insort(items, item, key=lambda it: it.pos)
+        part.held[offset] += 1
+        if items[0] is item:
+            heapq.heappush(part.heads, (item.pos.order_time, entry.key))
 
-        def flush() -> None:
-            if pending:
-                self._metrics.events.inc(len(pending))
-                update = add_events(state.sessions, profile, pending, now_ms, self._policy)
-                state.sessions = update.state
-                self._emit(update.versions, out)
-                late = set()
-                for event, reason in update.late:
-                    self._late(sources[event["event_id"]], event, reason, now_ms, out)
-                    late.add(event["event_id"])
-                if self._signals is not None:  # late events are failed events: the journey ignores them too
-                    state.profile = state.profile or JourneyProfile()
-                    accepted = [e for e in pending if e["event_id"] not in late]
-                    self._signals.on_events(profile, state.profile, accepted, now_ms, out.journey)
-                pending.clear()
+    # --- one customer ------------------------------------------------------------------------------------------
 
-        for item in group:
-            decoded = self._codec.decode(item.value)
-            if decoded.subject == "customer-event":
-                if state.redirect is not None:
-                    out.forwards.append((state.redirect.encode(), item.value))
-                    self._metrics.forwarded.inc()
-                    continue
-                record: Any = decoded.record
-                pending.append(record)
-                sources[record["event_id"]] = item
-                continue
-            flush()
-            self._control(profile, state, decoded.record, item, out)
-        flush()
+    def _customer(
+        self, part: JourneyPartition, key: bytes, load: Callable[[bytes], bytes | None], base: int, out: JourneyOutput
+    ) -> None:
+        state = CustomerState.decode(load(key))
+        items = part.pending.get(key, [])
+        mine = part.transfers.get(key, {})
 
-    def _control(self, profile: str, state: JourneyState, control: dict[str, Any], item: JourneyItem,
-                 out: JourneyOutput) -> None:  # fmt: skip
-        if state.redirect is not None:  # merged away already: the survivor handles it
-            out.forwards.append((state.redirect.encode(), item.value))
-            return
-        if control["kind"] == "merge" and control["new_id"] != profile:
-            state.redirect = control["new_id"]
-            has_sessions = state.sessions is not None and bool(state.sessions.runs)
-            if has_sessions or state.profile is not None:
-                # The journey profile rides along in the same JSON (the sessions reader ignores the extra key).
-                doc: dict[str, Any] = state.sessions.to_dict() if has_sessions and state.sessions else {}
-                if state.profile is not None:
-                    doc["journey_profile"] = state.profile.to_list()
-                transfer = {**control, "kind": "transfer", "state_json": json.dumps(doc)}
-                out.forwards.append((state.redirect.encode(), self._codec.encode("journey-control", transfer)))
-                self._metrics.transfers.inc()
-            state.sessions = None
-            state.profile = None
-        elif control["kind"] == "transfer" and control["state_json"]:
-            doc = json.loads(control["state_json"])
-            if doc.get("journey_profile") is not None:
-                state.profile = merge_profiles(state.profile, JourneyProfile.from_list(doc["journey_profile"]))
-            if "format" in doc:
-                absorbed = CustomerSessions.from_dict(doc)
-                update = merge_states(state.sessions, absorbed, profile, self._policy)
-                state.sessions = update.state
-                self._emit(update.versions, out)
+        def transfer(old_id: str, pos: Pos) -> str | None:
+            found = mine.get((old_id, pos))
+            return None if found is None else found[0]
 
-    def _emit(self, versions: Sequence[SessionVersion], out: JourneyOutput) -> None:
+        adv = self._machine.advance(key.decode(), state, items, base, transfer, out.journey)
+        for it in items[: adv.applied]:
+            part.held[it.offset] -= 1
+        rest = items[adv.applied :]
+        if rest:
+            part.pending[key] = rest
+            heapq.heappush(part.heads, (rest[0].pos.order_time, key))
+        else:
+            part.pending.pop(key, None)
+        for ident in [k for k in mine if k[1] <= state.pos]:  # folded, or a replay of one folded before
+            part.held[mine.pop(ident)[1]] -= 1
+        if mine:
+            heapq.heappush(part.heads, (min(p.order_time for _, p in mine), key))
+        else:
+            part.transfers.pop(key, None)
+        self._emit(key, state, adv, out)
+        if adv.changed:
+            due = self._machine.next_due(state)
+            out.states[key] = (state.encode(), due)
+            part.set_due(key, due)
+
+    def _emit(self, key: bytes, state: CustomerState, adv: Advance, out: JourneyOutput) -> None:
+        m = self._metrics
+        self._sessions(adv.sessions, out)
+        for target, it in adv.forwards:
+            out.entries.append(Entry(target.encode(), it.value, it.pos.order_time, it.pos.event_time, it.pos.event_id))
+            m.forwarded.inc()
+        for target, record in adv.transfers:
+            value = self._codec.encode("journey-control", record)
+            pos = control_pos(record)
+            out.entries.append(Entry(target.encode(), value, pos.order_time, pos.event_time, pos.event_id))
+            m.transfers.inc()
+        for it, event, reason in adv.late:
+            self._late(key, it, event, reason, out)
+        if adv.events:
+            m.events.inc(adv.events)
+        if adv.behind:
+            m.behind.inc(adv.behind)
+
+    def _sessions(self, versions: Sequence[SessionVersion], out: JourneyOutput) -> None:
         for v in versions:
             out.sessions.append((v.session_id.encode(), self._codec.encode("session", v.to_record())))
             self._metrics.session_versions.get(v.status).inc()
             if v.status == "closed":
                 self._metrics.session_duration.observe(v.duration_s)
 
-    def _late(self, item: JourneyItem, event: CustomerEventRecord, reason: str, now_ms: int,
-              out: JourneyOutput) -> None:  # fmt: skip
-        rejection = Rejection(FailureType.LATE_EVENT, "beyond_session_grace", reason, event_id=event["event_id"])
-        # The event's own input coordinates: entries of one bundle share a resolved-events offset, and the
-        # warehouse keeps one failed row per (source topic, partition, offset).
+    def _late(self, key: bytes, it: Item, event: CustomerEventRecord, reason: str, out: JourneyOutput) -> None:
+        rejection = Rejection(FailureType.LATE_EVENT, "behind_customer_clock", reason, event_id=event["event_id"])
+        # The event's own input coordinates: the warehouse keeps one failed row per (topic, partition, offset).
         record = failed_event_record(rejection, event["source_topic"], event["source_partition"],
-                                     event["source_offset"], item.key, item.value, f"journey/{__version__}", now_ms,
-                                     seal=self._seal)  # fmt: skip
+                                     event["source_offset"], key, it.value, f"journey/{__version__}",
+                                     self._clock.now_ms(), seal=self._seal)  # fmt: skip
         out.failed.append((self._failed_key, self._codec.encode("failed-event", record)))
         self._metrics.late.inc()

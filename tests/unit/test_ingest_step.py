@@ -41,6 +41,7 @@ def make_step(codec: AvroCodec, limit: float = 1.0, registry: CollectorRegistry 
         InvalidRatioGuard(window=100, limit=limit, min_events=10),
         ingest_metrics(registry or CollectorRegistry()),
         ManualClock(NOW),
+        12 * 3_600_000,
     )
 
 

@@ -68,32 +68,36 @@ def final_sessions(versions: Sequence[SessionVersion]) -> Counter[tuple[Any, ...
 def run_stream(
     arrivals: list[tuple[int, CustomerEventRecord]], cuts: list[bool], sweeps: list[int | None], policy: SessionPolicy
 ) -> list[SessionVersion]:
-    """Feed (processing time, event) arrivals in micro-batches; between batches maybe sweep (with a perfect
-    watermark: the smallest event time not yet arrived). Ends with a sweep far ahead, which must empty state."""
+    """Feed (event-time clock, event) arrivals (sorted by clock) in micro-batches, each placed at its earliest
+    clock; between batches maybe sweep at a clock up to the next batch's. Ends with a sweep far ahead, which
+    must empty state."""
     states: dict[str, CustomerSessions] = {}
     versions: list[SessionVersion] = []
     batch: dict[str, list[CustomerEventRecord]] = {}
-    for k, (now, ev) in enumerate(arrivals):
+    clock: int | None = None
+    for k, (at, ev) in enumerate(arrivals):
+        clock = at if clock is None else clock
         batch.setdefault(ev["event_id"].split("-")[0], []).append(ev)
         if k + 1 < len(arrivals) and not cuts[k % len(cuts)]:
             continue
         for customer, events in batch.items():
-            update = add_events(states.get(customer), customer, events, now, policy)
+            update = add_events(states.get(customer), customer, events, clock, policy)
             assert update.late == []
             assert len({v.session_id for v in update.versions}) == len(update.versions)
             states[customer] = update.state
             versions.extend(update.versions)
         batch = {}
-        idle = sweeps[k % len(sweeps)]
-        if idle is not None:
-            rest = [e["event_time"] for _, e in arrivals[k + 1 :]]
-            watermark = min(rest) if rest and idle % 2 else None
+        step = sweeps[k % len(sweeps)]
+        upto = arrivals[k + 1][0] if k + 1 < len(arrivals) else clock + 10**9
+        if step is not None:
+            at_sweep = min(upto, clock + step * MIN)
             for customer, state in states.items():
-                update = sweep(state, now + idle * MIN, policy, watermark)
+                update = sweep(state, at_sweep, policy)
                 states[customer] = update.state
                 versions.extend(update.versions)
+        clock = None
     for state in states.values():
-        update = sweep(state, 10**15, policy, 10**15)
+        update = sweep(state, 10**15, policy)
         assert update.state.runs == ()
         assert all(v.status == "closed" for v in update.versions)
         versions.extend(update.versions)
@@ -128,8 +132,7 @@ def test_arrival_order_within_grace_does_not_matter(
     cuts: list[bool],
     sweeps: list[int | None],
 ) -> None:
-    # Each event is delayed by at most the grace, so it arrives no later than grace after the running max of
-    # its customer's event times; some events are also replayed.
+    # Each event is applied at most the grace after its event time; some events are also replayed.
     arrivals: list[tuple[int, int, CustomerEventRecord]] = []
     for evs in world.values():
         for e in evs:
@@ -158,12 +161,13 @@ def test_identity_merge_equals_batch_of_the_union(
         states[customer] = update.state
         versions.extend(update.versions)
     absorbed = states["B"] or CustomerSessions("B")
-    merged = merge_states(states["A"], absorbed, "A", policy)
+    at = events[split - 1]["event_time"] if split else 0
+    merged = merge_states(states["A"], absorbed, "A", policy, at)
     versions.extend(merged.versions)
     state = merged.state
     for e in events[split:]:
         update = add_events(state, "A", [e], e["event_time"], policy)
         state = update.state
         versions.extend(update.versions)
-    versions.extend(sweep(state, 10**15, policy, 10**15).versions)
+    versions.extend(sweep(state, 10**15, policy).versions)
     assert final_sessions(versions) == Counter(map(comparable, batch_sessions({"A": events}, policy)))

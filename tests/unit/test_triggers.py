@@ -12,7 +12,8 @@ from pipeline.domain import triggers
 from pipeline.domain.records import CustomerEventRecord
 from pipeline.domain.triggers import HOUR_MS, Candidate, TriggerPolicy, TriggerState, govern, in_holdout, on_event
 from pipeline.metrics_journey import journey_signal_metrics
-from pipeline.steps.journey_signals import JourneyProfile, JourneySignals, SignalsConfig, SignalsOutput
+from pipeline.steps.journey_profile import JourneyProfile
+from pipeline.steps.journey_signals import JourneySignals, SignalsConfig, SignalsOutput
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
 
@@ -154,11 +155,13 @@ def test_scripted_journey_through_the_profile_step() -> None:
     step = JourneySignals(SignalsConfig(triggers=POLICY), codec, journey_signal_metrics(CollectorRegistry()))
     prof, out = JourneyProfile(), SignalsOutput()
     view = ev("product_view", T0 - 60_000, product_id="p1", consent_marketing=True)
-    step.on_events("C1", prof, [view, cart(T0)], T0, out)
-    step.on_timer("C1", prof, T0 + 2 * HOUR_MS, out)  # abandoned overnight
-    step.on_events("C1", prof, [ev("app_open", T0 + 9 * HOUR_MS, "mobile")], T0 + 9 * HOUR_MS, out)
+    step.on_instant("C1", prof, T0 - 60_000, [view], out)
+    step.on_instant("C1", prof, T0, [cart(T0)], out)
+    assert step.next_due(prof) == T0 + HOUR_MS  # the abandoned-cart timer
+    step.on_instant("C1", prof, T0 + HOUR_MS, [], out)  # abandoned overnight
+    step.on_instant("C1", prof, T0 + 9 * HOUR_MS, [ev("app_open", T0 + 9 * HOUR_MS, "mobile")], out)
     visit = ev("store_visit", T0 + 12 * HOUR_MS, "store", store_id="S1", visit_method="beacon")
-    step.on_events("C1", prof, [visit], T0 + 12 * HOUR_MS, out)
+    step.on_instant("C1", prof, T0 + 12 * HOUR_MS, [visit], out)
     moves = [codec.decode(v).record for _, v in out.transitions]
     assert [(m["from_stage"], m["to_stage"]) for m in moves] == [(None, "visitor"), ("visitor", "considering")]
     assert [m["seq"] for m in moves] == [1, 2] and all(m["reason"] and m["evidence_event_ids"] for m in moves)
@@ -166,10 +169,12 @@ def test_scripted_journey_through_the_profile_step() -> None:
     assert [s["signal_type"] for s in sigs] == ["cart_abandoned", "store_visit_open_cart"]
     assert sigs[1]["evidence_event_ids"][0] == visit["event_id"] and sigs[1]["product_ids"] == ["p1"]
     profiles = [codec.decode(v).record for _, v in out.profiles]
-    assert [p["version"] for p in profiles] == list(range(1, len(profiles) + 1))
+    versions = [p["version"] for p in profiles]
+    assert versions == sorted(set(versions)) and versions[0] == (T0 - 60_000) * 1000  # numbered by event time
     assert profiles[-1]["stage"] == "considering" and profiles[-1]["marketing_consent"] is True
     # Nothing for a customer who denied consent.
     denied, out2 = JourneyProfile(), SignalsOutput()
-    step.on_events("C2", denied, [cart(T0, consent=False)], T0, out2)
-    step.on_events("C2", denied, [ev("store_visit", T0 + 12 * HOUR_MS, "store", store_id="S1")], T0, out2)
+    step.on_instant("C2", denied, T0, [cart(T0, consent=False)], out2)
+    visit2 = ev("store_visit", T0 + 12 * HOUR_MS, "store", store_id="S1")
+    step.on_instant("C2", denied, T0 + 12 * HOUR_MS, [visit2], out2)
     assert out2.signals == [] and len(out2.transitions) == 2
