@@ -23,13 +23,13 @@ from pipeline.cli.demo_warehouse import run_warehouse
 from pipeline.domain.records import FailureType
 from pipeline.kafka_local import LocalKafkaError, delete_topics, start_broker, stop_broker
 from pipeline.settings import Settings, load_settings
+from pipeline.simulate.truth import expected_for
 from pipeline.summary import OutputSummary, summarise
 from pipeline.topic_reader import topic_end_total
 from pipeline.topics import ensure_pipeline_topics, topic_specs
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
 
-GRACE_S = (60 + 1) * 86400
 FAILURE_OUTCOMES = tuple(t.value for t in FailureType)
 
 
@@ -71,8 +71,6 @@ def demo(
         "OMNISTREAM_TOPIC_PREFIX": settings.topic_prefix,
         "OMNISTREAM_APP_ID": settings.app_id,
         "OMNISTREAM_MODEL_PARAMS_PATH": str(model_path),
-        # The simulated history arrives at once: let sessions place events in any order within it.
-        "OMNISTREAM_SESSION_GRACE_S": str(GRACE_S),
     }
     worker_log = workdir / "worker.log"
     worker = start_child("worker", env, worker_log)
@@ -100,7 +98,7 @@ def demo(
             env=env,
             check=True,
         )
-        expected = json.loads(truth_path.read_text())["expected"]
+        expected = expected_for(json.loads(truth_path.read_text()), int(settings.allowed_lateness_s * 1000))
         want_canonical = int(expected["unique_valid_events"])
         want_failed = sum(int(expected["per_outcome"].get(o, 0)) for o in FAILURE_OUTCOMES)
         _wait_for_outputs(console, settings, bootstrap, want_canonical + want_failed, worker, timeout)
@@ -113,7 +111,7 @@ def demo(
         exit_code = _report(console, summary, expected, want_canonical, want_failed)
         if not _wait_drained(console, settings, bootstrap, worker, timeout):
             exit_code = 1
-        exit_code |= _journeys(console, settings.model_copy(update={"session_grace_s": float(GRACE_S)}), truth_path)
+        exit_code |= _journeys(console, settings, truth_path)
         exit_code |= run_warehouse(console, settings.model_copy(update={"kafka_bootstrap": bootstrap}), env, workdir,
                                    timeout)  # fmt: skip
     finally:
@@ -172,7 +170,7 @@ def _wait_drained(
 
 
 def _journeys(console: Console, settings: Settings, truth_path: Path) -> int:
-    from pipeline.cli.evaluate import MIN_PRECISION, MIN_RECALL, _read_state, read_attribution
+    from pipeline.cli.evaluate import MIN_PRECISION, MIN_RECALL, _read_state, read_attribution, read_merges
     from pipeline.domain.pii import Pseudonymiser
     from pipeline.evaluate.identity import evaluate_identity
     from pipeline.evaluate.sessions import evaluate_sessions
@@ -195,7 +193,8 @@ def _journeys(console: Console, settings: Settings, truth_path: Path) -> int:
     truth = json.loads(truth_path.read_text())
     ident = evaluate_identity(events, assignments, shared, truth, Pseudonymiser(secret)).scores
     diff, n_stream, n_batch = evaluate_sessions(
-        _session_records(settings, codec), events, read_attribution(settings, codec), session_policy(settings)
+        _session_records(settings, codec), events, read_attribution(settings, codec), session_policy(settings),
+        read_merges(settings, codec),
     )
     ok = ident.precision >= MIN_PRECISION and ident.recall >= MIN_RECALL and diff.differing == 0
     console.print(

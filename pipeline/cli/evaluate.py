@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from pipeline.settings import Settings, load_settings
 
@@ -36,6 +37,17 @@ def _read_state(settings: Settings) -> tuple[dict[str, str], set[str], list[Any]
     return replica.assignments, replica.shared, events
 
 
+def read_merges(settings: Settings, codec: Any) -> dict[str, str]:
+    """old profile id -> the profile it was merged into, from identity-merges (the first merge of an id wins)."""
+    from pipeline.topic_reader import iter_topic
+
+    out: dict[str, str] = {}
+    for m in iter_topic(settings.kafka_bootstrap, settings.topic("identity-merges")):
+        record = codec.decode(m.value).record
+        out.setdefault(record["old_id"], record["new_id"])
+    return out
+
+
 def read_attribution(settings: Settings, codec: Any) -> dict[str, str]:
     """event id -> final profile, from resolved-events (first key per event) and identity-merges."""
     from pipeline.evaluate.sessions import final_attribution
@@ -48,9 +60,7 @@ def read_attribution(settings: Settings, codec: Any) -> dict[str, str]:
             decoded = codec.decode(entry.value)
             if decoded.subject == "customer-event" and entry.key:
                 first.setdefault(decoded.record["event_id"], entry.key.decode())
-    merges = [(r["old_id"], r["new_id"]) for r in (codec.decode(m.value).record for m in
-              iter_topic(settings.kafka_bootstrap, settings.topic("identity-merges")))]  # fmt: skip
-    return final_attribution(first, merges)
+    return final_attribution(first, read_merges(settings, codec).items())
 
 
 @evaluate_app.command("identity")
@@ -95,7 +105,8 @@ def sessions(
     records = [codec.decode(m.value).record for m in iter_topic(settings.kafka_bootstrap,
                                                                 settings.topic("sessions"))]  # fmt: skip
     attribution = read_attribution(settings, codec)
-    diff, n_stream, n_batch = evaluate_sessions(records, events, attribution, session_policy(settings))
+    diff, n_stream, n_batch = evaluate_sessions(records, events, attribution, session_policy(settings),
+                                                read_merges(settings, codec))  # fmt: skip
     Console().print(
         f"sessions: {n_stream} streamed, {n_batch} recomputed; {diff.differing} streamed sessions differ, "
         f"{len(diff.only_batch)} recomputed sessions have no streamed twin"
@@ -142,3 +153,67 @@ def journeys(
               "per customer (without the open sessions)")  # fmt: skip
     if report.auc < MIN_AUC or report.offer_rate < MIN_OFFER_RATE or report.offers_denied or report.signals_denied:
         raise typer.Exit(1)
+
+
+@evaluate_app.command("warehouse")
+def warehouse(
+    snapshot: Annotated[Path | None, typer.Option(help="Warehouse snapshot to check (default from settings)")] = None,
+    bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap servers")] = None,
+    topic_prefix: Annotated[str | None, typer.Option(help="Topic prefix of the run")] = None,
+) -> None:
+    """Compare the warehouse with the batch reference computed from every canonical event of the run (sessions,
+    transitions, signals, customer profiles, identity merges), row by row; print what differs, exit 1 if anything
+    does. Processing-time columns (docs/time.md) are not compared. Run it once the pipeline has drained."""
+    import duckdb
+
+    from pipeline.app import build_registry
+    from pipeline.evaluate.reference import reference
+    from pipeline.evaluate.warehouse import compare
+    from pipeline.topic_reader import iter_topic
+    from schemas.codec import AvroCodec
+
+    settings = _settings(bootstrap, topic_prefix)
+    registry = build_registry(settings)
+    codec = AvroCodec(registry)
+    console = Console()
+    path = snapshot or settings.snapshot_path or settings.state_dir / "warehouse.snapshot.duckdb"
+    if not Path(path).exists():
+        console.print(f"[red]no warehouse snapshot at {path}[/]")
+        raise typer.Exit(2)
+    with console.status("reading canonical events"):
+        messages = iter_topic(settings.kafka_bootstrap, settings.topic("customer-events"))
+        events: list[Any] = [codec.decode(m.value).record for m in messages]
+    with console.status(f"computing the batch reference over {len(events):,} events"):
+        ref = reference(events, reference_config(settings), codec)
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        diffs = compare(con, ref, registry)
+    finally:
+        con.close()
+    table = Table("table", "rows", "only in warehouse", "only in reference", "differing rows", "columns")
+    for name, d in diffs.items():
+        columns = sorted({c for cols in d.differing.values() for c in cols})
+        table.add_row(name, f"{d.rows:,}", str(len(d.only_warehouse)), str(len(d.only_reference)),
+                      str(len(d.differing)), ", ".join(columns))  # fmt: skip
+    console.print(table)
+    bad = {name: d for name, d in diffs.items() if not d.equal}
+    for name, d in bad.items():
+        for label, keys in (("only in warehouse", d.only_warehouse), ("only in reference", d.only_reference),
+                            ("differing", list(d.differing))):  # fmt: skip
+            if keys:
+                console.print(f"{name} {label}: {', '.join(map(str, keys[:5]))}{' ...' if len(keys) > 5 else ''}")
+    console.print("[green]the warehouse equals the batch reference[/]" if not bad
+                  else f"[red]{len(bad)} tables differ from the batch reference[/]")  # fmt: skip
+    if bad:
+        raise typer.Exit(1)
+
+
+def reference_config(settings: Settings) -> Any:
+    """The batch reference's configuration from the settings the workers run with."""
+    from pipeline.app import session_policy, signals_config
+    from pipeline.domain.identity_rules import KINDS, IdentityPolicy
+    from pipeline.evaluate.reference import ReferenceConfig
+
+    limit = settings.identity_max_customers_per_identifier
+    identity = IdentityPolicy({kind: limit for kind in KINDS if kind != "customer_id"})
+    return ReferenceConfig(session_policy(settings), signals_config(settings), identity)

@@ -27,18 +27,19 @@ def version_from_record(record: Mapping[str, Any]) -> SessionVersion:
     return SessionVersion(**values)
 
 
+def follow(successor: Mapping[str, str], profile: str) -> str:
+    """A profile id followed through the merge chain (old -> new) to its survivor."""
+    seen = {profile}
+    while profile in successor and successor[profile] not in seen:
+        profile = successor[profile]
+        seen.add(profile)
+    return profile
+
+
 def final_attribution(first_keys: Mapping[str, str], merges: Iterable[tuple[str, str]]) -> dict[str, str]:
     """event id -> profile: the first resolved profile followed through the merge chain (old -> new)."""
     successor = dict(merges)
-
-    def follow(profile: str) -> str:
-        seen = {profile}
-        while profile in successor and successor[profile] not in seen:
-            profile = successor[profile]
-            seen.add(profile)
-        return profile
-
-    return {event_id: follow(profile) for event_id, profile in first_keys.items()}
+    return {event_id: follow(successor, profile) for event_id, profile in first_keys.items()}
 
 
 def evaluate_sessions(
@@ -46,10 +47,14 @@ def evaluate_sessions(
     events: Iterable[CustomerEventRecord],
     attribution: Mapping[str, str],
     policy: SessionPolicy,
+    merges: Mapping[str, str] | None = None,
 ) -> tuple[SessionDiff, int, int]:
-    """(difference, streamed sessions, batch sessions). Events are deduplicated by event_id first; events the
-    stream never attributed (still in flight) are left out of the batch side too."""
-    stream = latest_versions(version_from_record(r) for r in session_records)
+    """(difference, streamed sessions, batch sessions). Streamed sessions' customer ids are followed through
+    ``merges`` (old -> new), as the warehouse re-points them. Events are deduplicated by event_id first; events
+    the stream never attributed (still in flight) are left out of the batch side too."""
+    successor = merges or {}
+    records = [{**r, "customer_id": follow(successor, r["customer_id"])} for r in session_records]
+    stream = latest_versions(version_from_record(r) for r in records)
     unique: dict[str, CustomerEventRecord] = {}
     for event in events:
         unique.setdefault(event["event_id"], event)

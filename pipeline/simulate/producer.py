@@ -144,8 +144,10 @@ class KafkaSink:
         self._failed = 0
         self._errors: list[str] = []
 
-    def check_topics(self, topics: Iterable[str]) -> None:
-        """Fail fast, with a clear message, when an input topic does not exist (before sending anything)."""
+    def check_topics(self, topics: Iterable[str]) -> dict[str, int]:
+        """Fail fast, with a clear message, when an input topic does not exist (before sending anything);
+        returns each topic's partition count."""
+        counts: dict[str, int] = {}
         for topic in topics:
             try:
                 partitions = self._producer.partitions_for(topic)
@@ -159,6 +161,8 @@ class KafkaSink:
                     f"topic {topic!r} is not available on {self.bootstrap} ({detail}); "
                     "create the topics first (omnistream kafka up)"
                 )
+            counts[topic] = len(partitions)
+        return counts
 
     def _on_ok(self, _metadata: Any) -> None:
         with self._lock:

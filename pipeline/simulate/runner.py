@@ -65,6 +65,7 @@ def run_simulation(
     topics = settings.input_topics
     codec = AvroCodec(build_registry(settings))
     sink: Sink
+    partitions = dict.fromkeys(topics.values(), settings.partitions)
     if output is not None:
         sink = FileSink(output)
     elif dry_run:
@@ -73,11 +74,11 @@ def run_simulation(
         from pipeline.security import settings_client_config
 
         kafka = KafkaSink(settings.kafka_bootstrap, client_config=settings_client_config(settings))
-        kafka.check_topics(topics.values())
+        partitions = kafka.check_topics(topics.values())
         sink = kafka
     # An exact total for the progress bar costs one extra generation pass (cheap next to encoding+sending).
     total = sim.count() if show_progress else None
-    recorder = TruthRecorder(sim, topics)
+    recorder = TruthRecorder(sim, topics, partitions)
     report = produce(
         sim.messages(),
         sink,

@@ -21,6 +21,9 @@ The JSON document (``TRUTH_FORMAT``) has these keys:
                         per_topic_kind, unique_valid_events, duplicates}
 ``event_ids``           kind -> event ids, for every bad kind that has one, and for late and duplicate
 ``conflicts``           identifiers seen with two people (always empty unless the generator is broken)
+``behind``              per valid or duplicate message that arrived after a later event of its input partition:
+                        [event id, kind, ms behind that partition's largest event time so far]; with
+                        :func:`expected_for` the outcomes for a given allowed lateness (docs/time.md)
 
 Guarantees: counts are exactly those of the observed messages; "valid" covers kinds valid and late.
 """
@@ -35,6 +38,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from kafka.partitioner.default import murmur2
+
 from pipeline.simulate.messages import DUPLICATE, LATE, VALID, SimMessage
 from pipeline.simulate.population import in_audience, in_holdout
 from pipeline.simulate.simulation import Simulation
@@ -46,9 +51,14 @@ _PURCHASES = frozenset({"purchase", "pos_purchase"})
 class TruthRecorder:
     """Accumulates the ground truth of the messages it is shown (see the module docstring)."""
 
-    def __init__(self, sim: Simulation, topics: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, sim: Simulation, topics: Mapping[str, str] | None = None, partitions: Mapping[str, int] | None = None
+    ) -> None:
         self.sim = sim
         self.topics = dict(topics) if topics else {}
+        self.partitions = dict(partitions) if partitions else {}
+        self._marks: dict[tuple[str, int], int] = {}
+        self.behind: list[list[Any]] = []
         self._shared = {f"device_id:{d}": kind for d, kind in sim.shared_devices.items()}
         self.per_topic: Counter[str] = Counter()
         self.per_kind: Counter[str] = Counter()
@@ -71,6 +81,8 @@ class TruthRecorder:
     def observe(self, msg: SimMessage) -> None:
         """Account for one produced message."""
         topic = self.topics.get(msg.channel, msg.channel)
+        if msg.kind in (VALID, LATE, DUPLICATE):
+            self._track_order(topic, msg)
         self.per_topic[topic] += 1
         self.per_kind[msg.kind] += 1
         self.per_outcome[msg.expected] += 1
@@ -106,6 +118,15 @@ class TruthRecorder:
             self.responders[attribution["campaign_id"]].add(pid)
         if msg.note and msg.note.get("journey"):
             self.journeys.append(dict(msg.note))
+
+    def _track_order(self, topic: str, msg: SimMessage) -> None:
+        """How far behind its input partition's progress a message arrives (Kafka's default partitioner)."""
+        partition = (murmur2(msg.key) & 0x7FFFFFFF) % self.partitions.get(topic, 1)
+        mark = self._marks.get((topic, partition))
+        t = msg.event_time_ms
+        if mark is not None and t < mark:
+            self.behind.append([msg.event_id, msg.kind, mark - t])
+        self._marks[topic, partition] = t if mark is None else max(mark, t)
 
     def to_dict(self) -> dict[str, Any]:
         """The truth document (see the module docstring for its structure)."""
@@ -168,6 +189,7 @@ class TruthRecorder:
             },
             "event_ids": {kind: ids for kind, ids in sorted(self.event_ids.items())},
             "conflicts": self.conflicts,
+            "behind": self.behind,
         }
 
     def write(self, path: Path) -> None:
@@ -178,3 +200,22 @@ class TruthRecorder:
         with tmp.open("w", encoding="utf-8") as fh:
             json.dump(self.to_dict(), fh, separators=(",", ":"))
         os.replace(tmp, path)
+
+
+def expected_for(truth: Mapping[str, Any], allowed_lateness_ms: int) -> dict[str, Any]:
+    """``truth["expected"]`` for a pipeline with this allowed lateness: valid messages and duplicates more than
+    it behind their input partition's progress become ``late_event`` failed events (docs/time.md)."""
+    expected: dict[str, Any] = json.loads(json.dumps(truth["expected"]))
+    late = [(eid, kind) for eid, kind, behind in truth.get("behind", []) if behind > allowed_lateness_ms]
+    if not late:
+        return expected
+    outcomes = expected["per_outcome"]
+    late_ids = {eid for eid, kind in late if kind != DUPLICATE}
+    duplicates = sum(1 for eid, kind in late if kind == DUPLICATE)
+    outcomes["late_event"] = outcomes.get("late_event", 0) + len(late)
+    outcomes["valid"] = outcomes.get("valid", 0) - len(late_ids)
+    outcomes["duplicate"] = outcomes.get("duplicate", 0) - duplicates
+    expected["unique_valid_events"] -= len(late_ids)
+    expected["duplicates"] -= duplicates
+    expected["late_beyond_lateness"] = sorted(late_ids)
+    return expected
