@@ -38,6 +38,7 @@ from pipeline.steps.bundles import Mark, bundle
 from pipeline.steps.identity import IdentityRouter
 from pipeline.steps.ingest import IngestStep, RawMessage
 from pipeline.steps.journey import input_source
+from pipeline.topic_reader import read_range
 from schemas.codec import AvroCodec
 from schemas.errors import RegistryUnavailableError
 
@@ -113,8 +114,18 @@ async def restore_marks(channel: ChannelState, firsts: Mapping[int, int], commit
     )  # fmt: skip
     for p in need:
         offset, mark = found.get((step.source_topic, p), (None, None))
-        if offset is not None and offset != firsts[p]:
-            log.warning("%s[%d] resumes at %d but the committed offset is %d: its progress mark is unknown",
+        if offset is not None and offset < firsts[p]:
+            # Resuming after the committed offset (this worker went on consuming a partition it kept through a
+            # rebalance, past what it had committed): carry the committed mark over the messages in between.
+            between = await asyncio.get_running_loop().run_in_executor(
+                None, read_range, committed.bootstrap, step.source_topic, p, offset, firsts[p], committed.client_config
+            )  # fmt: skip
+            raw = [RawMessage(k or None, v, p, o) for o, k, v in between]
+            mark = step.replay_marks(p, NEVER if mark is None else mark, raw)
+            log.info("%s[%d] resumes at %d, committed %d: progress mark carried over %d messages",
+                     step.source_topic, p, firsts[p], offset, len(raw))  # fmt: skip
+        elif offset is not None and offset > firsts[p]:
+            log.warning("%s[%d] resumes at %d before the committed offset %d: its progress mark is unknown",
                         step.source_topic, p, firsts[p], offset)  # fmt: skip
             mark = None
         step.set_mark(p, NEVER if mark is None else mark)
@@ -238,12 +249,13 @@ class IdleSources:
     async def check(self) -> None:
         """Declare every assigned input partition idle that is caught up and was silent for the idle timeout."""
         consumer = self._app.consumer
+        if self._app.rebalancing:
+            return
         assigned = sorted(consumer.assignment())
         for topic, channel in self._channels.items():
             mine = {tp.partition for tp in assigned if tp.topic == topic}
-            for p in [p for p in channel.expected if p not in mine]:  # moved to another worker
-                del channel.expected[p]
-                channel.seen.pop(p, None)
+            # A partition that moved to another worker may come back after that worker declared it active.
+            for p in [p for p in channel.idle_links | channel.idle_resolved if p not in mine]:
                 channel.active(p)
         for tp in assigned:
             found = self._channels.get(tp.topic)
@@ -257,7 +269,10 @@ class IdleSources:
         now = self._clock()
         if now - channel.seen.setdefault(p, now) < self._idle_s:
             return
-        highwater = consumer.highwater(tp)
+        try:
+            highwater = consumer.highwater(tp)
+        except AssertionError:  # revoked meanwhile (a rebalance started)
+            return
         if highwater is None or highwater < 0:
             return
         if p not in channel.expected:  # nothing consumed here yet: caught up if the fetch position is the end

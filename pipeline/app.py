@@ -104,6 +104,10 @@ def create_app(
         broker_session_timeout=settings.consumer_session_timeout_s,
         broker_heartbeat_interval=max(0.5, settings.consumer_session_timeout_s / 4),
         consumer_group_instance_id=instance,
+        # Ingest holds batches until the identity writer's watermark passes them, and agents pause during a
+        # rebalance: waiting for every taken event to be acknowledged would stall the rebalance. Nothing is
+        # lost without the wait: unacknowledged events are consumed again by the partition's next owner.
+        stream_wait_empty=False,
         web_port=settings.web_port + settings.worker_id,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ class AvroCodec:
             ) from exc
         except Exception as exc:  # truncation/garbage surfaces as EOFError, IndexError, UnicodeError, ...
             raise AvroDecodeError(
-                f"body does not decode as {plan.subject} v{plan.version}: {type(exc).__name__}: {exc}",
+                f"body does not decode as {plan.subject} v{plan.version}: {type(exc).__name__}: {_plain(exc)}",
                 rule="truncated" if isinstance(exc, EOFError) else "corrupt_body",
                 schema_id=schema_id,
             ) from exc
@@ -193,6 +194,14 @@ def _explain(record: Mapping[str, Any], schema: RegisteredSchema, exc: Exception
     except Exception:  # validate itself can trip over very wrong input (e.g. not a mapping at all)
         pass
     return [_shorten(f"{type(exc).__name__}: {exc}")]
+
+
+def _plain(exc: BaseException) -> str:
+    """An exception's text without object addresses (``<... at 0x7f...>``), so equal input gives equal text."""
+    return _ADDRESS.sub("", str(exc))
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _shorten(message: str) -> str:

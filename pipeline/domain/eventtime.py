@@ -98,6 +98,11 @@ class Sources:
         self.floor = max(self.floor, low)
         return self.floor
 
+    def idle(self, source: str) -> bool:
+        """Whether the source declared itself idle (and has not sent anything since)."""
+        p = self.progress.get(source)
+        return p is not None and p.idle
+
     def mark_of(self, source: str) -> int:
         """A source's progress (``NEVER`` when not heard from)."""
         p = self.progress.get(source)

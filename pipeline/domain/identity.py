@@ -39,6 +39,12 @@ _CUSTOMER_PREFIX = CUSTOMER_KIND + ":"
 STATE_FORMAT = "omnistream.identity.state/1"
 
 
+def shared_profile_id(node: str) -> str:
+    """The profile of events whose every identifier is shared (a kiosk or family tablet on its own): ``x:`` + 16
+    hex. Never merged with anyone: such events belong to the device, not to a person."""
+    return "x:" + hashlib.sha256(node.encode("utf-8")).hexdigest()[:16]
+
+
 def implicit_profile_id(node: str) -> str:
     """The profile id of a node no link has placed: ``c:<id>`` for a customer_id, else ``p:`` + 16 hex.
 
@@ -287,7 +293,8 @@ def resolve(
     A customer_id short-cuts to ``c:<id>`` without a lookup (its assignment can only be that). With no
     assigned node, the implicit id of the most authoritative non-shared node; if every node is shared, the
     implicit id of the most authoritative one. Guarantees nothing about freshness: the answer is only as
-    current as ``assignments_lookup``. Raises ValueError for an event without any identifier.
+    current as ``assignments_lookup``. With every identifier shared: :func:`shared_profile_id` of the most
+    authoritative one. Raises ValueError for an event without any identifier.
     """
     fallback: str | None = None
     first_shared: str | None = None  # only used when every identifier on the event is shared
@@ -305,10 +312,11 @@ def resolve(
         if pid is not None:
             return pid, node
         fallback = fallback or node
-    node = fallback or first_shared
-    if node is None:
+    if fallback is not None:
+        return implicit_profile_id(fallback), fallback
+    if first_shared is None:
         raise ValueError(f"event {event.get('event_id')!r} carries no identifier")
-    return implicit_profile_id(node), node
+    return shared_profile_id(first_shared), first_shared
 
 
 #: A node's assignments over event time: (position the change takes effect at, profile id or None for shared),
@@ -347,7 +355,8 @@ def resolve_at(history_of: Callable[[str], History | None], event: Mapping[str, 
         if pid is not None:
             return pid, node
         fallback = fallback or node
-    node = fallback or first_shared
-    if node is None:
+    if fallback is not None:
+        return implicit_profile_id(fallback), fallback
+    if first_shared is None:
         raise ValueError(f"event {event.get('event_id')!r} carries no identifier")
-    return implicit_profile_id(node), node
+    return shared_profile_id(first_shared), first_shared

@@ -22,8 +22,8 @@ The JSON document (``TRUTH_FORMAT``) has these keys:
 ``event_ids``           kind -> event ids, for every bad kind that has one, and for late and duplicate
 ``conflicts``           identifiers seen with two people (always empty unless the generator is broken)
 ``behind``              per valid or duplicate message that arrived after a later event of its input partition:
-                        [event id, kind, ms behind that partition's largest event time so far]; with
-                        :func:`expected_for` the outcomes for a given allowed lateness (docs/time.md)
+                        [event id, kind, ms behind that partition's largest event time so far, channel,
+                        partition, offset]; with :func:`expected_for` the outcomes for a given allowed lateness
 
 Guarantees: counts are exactly those of the observed messages; "valid" covers kinds valid and late.
 """
@@ -58,6 +58,7 @@ class TruthRecorder:
         self.topics = dict(topics) if topics else {}
         self.partitions = dict(partitions) if partitions else {}
         self._marks: dict[tuple[str, int], int] = {}
+        self._offsets: Counter[tuple[str, int]] = Counter()
         self.behind: list[list[Any]] = []
         self._shared = {f"device_id:{d}": kind for d, kind in sim.shared_devices.items()}
         self.per_topic: Counter[str] = Counter()
@@ -81,8 +82,11 @@ class TruthRecorder:
     def observe(self, msg: SimMessage) -> None:
         """Account for one produced message."""
         topic = self.topics.get(msg.channel, msg.channel)
+        partition = (murmur2(msg.key) & 0x7FFFFFFF) % self.partitions.get(topic, 1)
+        offset = self._offsets[topic, partition]
+        self._offsets[topic, partition] += 1
         if msg.kind in (VALID, LATE, DUPLICATE):
-            self._track_order(topic, msg)
+            self._track_order(msg, partition, offset)
         self.per_topic[topic] += 1
         self.per_kind[msg.kind] += 1
         self.per_outcome[msg.expected] += 1
@@ -119,14 +123,14 @@ class TruthRecorder:
         if msg.note and msg.note.get("journey"):
             self.journeys.append(dict(msg.note))
 
-    def _track_order(self, topic: str, msg: SimMessage) -> None:
-        """How far behind its input partition's progress a message arrives (Kafka's default partitioner)."""
-        partition = (murmur2(msg.key) & 0x7FFFFFFF) % self.partitions.get(topic, 1)
-        mark = self._marks.get((topic, partition))
+    def _track_order(self, msg: SimMessage, partition: int, offset: int) -> None:
+        """How far behind its input partition's progress a message arrives (Kafka's default partitioner; offsets
+        count from 0 on a fresh topic)."""
+        mark = self._marks.get((msg.channel, partition))
         t = msg.event_time_ms
         if mark is not None and t < mark:
-            self.behind.append([msg.event_id, msg.kind, mark - t])
-        self._marks[topic, partition] = t if mark is None else max(mark, t)
+            self.behind.append([msg.event_id, msg.kind, mark - t, msg.channel, partition, offset])
+        self._marks[msg.channel, partition] = t if mark is None else max(mark, t)
 
     def to_dict(self) -> dict[str, Any]:
         """The truth document (see the module docstring for its structure)."""
@@ -204,9 +208,12 @@ class TruthRecorder:
 
 def expected_for(truth: Mapping[str, Any], allowed_lateness_ms: int) -> dict[str, Any]:
     """``truth["expected"]`` for a pipeline with this allowed lateness: valid messages and duplicates more than
-    it behind their input partition's progress become ``late_event`` failed events (docs/time.md)."""
+    it behind their input partition's progress become ``late_event`` failed events (docs/time.md), listed as
+    (channel, partition, offset) in ``late_beyond_lateness``."""
     expected: dict[str, Any] = json.loads(json.dumps(truth["expected"]))
-    late = [(eid, kind) for eid, kind, behind in truth.get("behind", []) if behind > allowed_lateness_ms]
+    late = [(row[0], row[1]) for row in truth.get("behind", []) if row[2] > allowed_lateness_ms]
+    expected["late_beyond_lateness"] = sorted(tuple(row[3:6]) for row in truth.get("behind", [])
+                                              if row[2] > allowed_lateness_ms)  # fmt: skip
     if not late:
         return expected
     outcomes = expected["per_outcome"]
@@ -217,5 +224,4 @@ def expected_for(truth: Mapping[str, Any], allowed_lateness_ms: int) -> dict[str
     outcomes["duplicate"] = outcomes.get("duplicate", 0) - duplicates
     expected["unique_valid_events"] -= len(late_ids)
     expected["duplicates"] -= duplicates
-    expected["late_beyond_lateness"] = sorted(late_ids)
     return expected

@@ -14,6 +14,7 @@ event's position; such events land on a profile a merge absorbed and the journey
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -103,6 +104,7 @@ class IdentityWriter:
         self.state = IdentityState()
         self.sources = Sources(self._expected)
         self.pending: list[tuple[Pos, bytes]] = []
+        self.applied: set[str] = set()  # link events applied (a copy published again after a restart is skipped)
         self.history: dict[str, list[tuple[Pos, str | None]]] = {}
         self.next_offset = 0
         self.published = NEVER
@@ -133,6 +135,9 @@ class IdentityWriter:
         changed: dict[str, None] = {}
         while self.pending and self.pending[0][0].order_time < watermark:
             pos, value = heapq.heappop(self.pending)
+            if pos.event_id in self.applied:
+                continue
+            self.applied.add(pos.event_id)
             self._apply(pos, value, changed, out)
         for node in changed:
             out.assignments.append((node.encode(), encode_assignment(self.history[node])))
@@ -178,7 +183,9 @@ class IdentityWriter:
 
     def _record(self, node: str, at: Pos, profile: str | None, changed: dict[str, None]) -> None:
         history = self.history.setdefault(node, [])
-        history.append((at, profile))
+        if history and history[-1] == (at, profile):
+            return
+        bisect.insort(history, (at, profile), key=lambda change: change[0])
         del history[:-HISTORY_LIMIT]
         changed[node] = None
 

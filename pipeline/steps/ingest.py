@@ -133,6 +133,17 @@ class IngestStep:
         """Restore a partition's progress mark as of the offset the next batch starts at."""
         self.marks[partition] = mark
 
+    def replay_marks(self, partition: int, mark: int, messages: Sequence[RawMessage]) -> int:
+        """The partition's mark after ``messages`` (the ones between a known mark and where the next batch
+        starts), without producing anything; also made the partition's current mark."""
+        now_ms = self._clock.now_ms()
+        for msg in messages:
+            outcome = self._one(msg, now_ms)
+            if not isinstance(outcome, Rejection) and (placed := place(mark, outcome["event_time"], self._lateness)):
+                mark = max(mark, placed)
+        self.marks[partition] = mark
+        return mark
+
     def process_batch(self, messages: Sequence[RawMessage]) -> IngestOutput:
         """Process a batch. Raises ``UpstreamBrokenError`` (guard) or infrastructure errors (module doc)."""
         out = IngestOutput()

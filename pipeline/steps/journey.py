@@ -73,10 +73,12 @@ class JourneyPartition:
     timers: list[tuple[int, bytes]] = field(default_factory=list)
     due: dict[bytes, int] = field(default_factory=dict)
     held: Counter[int] = field(default_factory=Counter)  # resolved-events offset -> items and transfers held
+    resumed: set[int] = field(default_factory=set)  # offsets of messages from a source that was idle until then
 
     def encode(self) -> bytes:
         held = [o for o, n in self.held.items() if n > 0]
-        doc = {"s": self.sources.to_dict(), "m": min(held) if held else None}
+        self.resumed.intersection_update(held)
+        doc = {"s": self.sources.to_dict(), "m": min(held) if held else None, "r": sorted(self.resumed)}
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @staticmethod
@@ -129,6 +131,7 @@ class JourneyStep:
         they come up)."""
         doc = json.loads(state) if state else {}
         part = JourneyPartition(partition, Sources.from_dict(self._expected, doc.get("s")))
+        part.resumed = set(doc.get("r", ()))
         for key, when in due:
             part.set_due(key, when)
         for offset, key, value in pending:
@@ -144,6 +147,8 @@ class JourneyStep:
         part = self.partitions.get(partition) or self.restore(partition, None, (), ())
         for offset, key, value in messages:
             entries, marks = read(self._codec, key, value)
+            if any(not m.idle and part.sources.idle(m.source) for m in marks):
+                part.resumed.add(offset)  # its items may lie behind the watermark (docs/time.md, idle sources)
             for mark in marks:
                 part.sources.update(mark.source, mark.mark, mark.idle)
             for entry in entries:
@@ -177,13 +182,17 @@ class JourneyStep:
                 return
             item = Item(pos, entry.value, offset, control)
         elif entry.order_time:
-            item = Item(Pos(entry.order_time, entry.event_time, RANK_EVENT, entry.event_id), entry.value, offset)
+            pos = Pos(entry.order_time, entry.event_time, RANK_EVENT, entry.event_id)
+            item = Item(pos, entry.value, offset, resumed=offset in part.resumed)
         else:  # a single canonical event without a position: its own event time
             record = self._decode_event(entry.value)
             t = record["event_time"]
-            item = Item(Pos(t, t, RANK_EVENT, record["event_id"]), entry.value, offset)
+            item = Item(Pos(t, t, RANK_EVENT, record["event_id"]), entry.value, offset, resumed=offset in part.resumed)
         items = part.pending.setdefault(entry.key, [])
-        bisect.insort(items, item, key=lambda it: it.pos)
+        at = bisect.bisect_left(items, item.pos, key=lambda it: it.pos)
+        if at < len(items) and items[at].pos == item.pos:
+            return  # the same item again (published twice upstream): one copy is enough
+        items.insert(at, item)
         part.held[offset] += 1
         if items[0] is item:
             heapq.heappush(part.heads, (item.pos.order_time, entry.key))

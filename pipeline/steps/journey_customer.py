@@ -40,12 +40,14 @@ STATE_FORMAT = 2
 @dataclass(slots=True)
 class Item:
     """A pending item of one customer: an event (``control`` None) or an identity control, its position, the
-    framed bytes (forwarded as they are) and the resolved-events offset it arrived at (recovery)."""
+    framed bytes (forwarded as they are), the resolved-events offset it arrived at (recovery), and whether its
+    source had been idle until then (then it may lie behind the customer's clock without being a replay)."""
 
     pos: Pos
     value: bytes
     offset: int
     control: dict[str, Any] | None = None
+    resumed: bool = False
 
 
 @dataclass(slots=True)
@@ -173,11 +175,12 @@ class CustomerMachine:
     ) -> None:  # fmt: skip
         clock = instant
         if instant <= state.pos.order_time and group:
-            fresh = [it for it in group if it.pos > state.pos]
-            if len(fresh) < len(group):
-                group = fresh  # replays of items already applied
-            if group and instant < state.pos.order_time:
-                clock = state.pos.order_time  # behind the customer's clock: applied now (source was idle)
+            # At or behind the clock: replays of items applied before, unless their source had been idle.
+            group = [it for it in group if it.pos > state.pos or (it.resumed and it.control is None)]
+            if not group:
+                return
+            if instant < state.pos.order_time:
+                clock = state.pos.order_time  # behind the customer's clock: applied now (docs/time.md)
                 result.behind += len(group)
         result.changed = True
         if state.sessions is not None:
@@ -256,9 +259,9 @@ class CustomerMachine:
             if it.pos.order_time >= limit:
                 return
             result.applied += 1
-            if it.pos <= state.pos:
+            if it.pos <= state.pos and not it.resumed:
                 continue
-            state.pos = it.pos
+            state.pos = max(state.pos, it.pos)
             result.changed = True
             if it.control is None:
                 assert state.redirect is not None

@@ -56,8 +56,6 @@ class PipelineEnv:
             "OMNISTREAM_STATE_DIR": str(self.workdir / "state"),
             "OMNISTREAM_METRICS_PORT": str(free_port()),
             "OMNISTREAM_WEB_PORT": str(free_port()),
-            # Simulated history arrives all at once: sessions must accept any arrival order within it.
-            "OMNISTREAM_SESSION_GRACE_S": str(60 * 86400),
             **extra,
         }
 

@@ -88,9 +88,11 @@ class Model:
 
     def __init__(
         self, events: list[CustomerEventRecord], config: ReferenceConfig, codec: AvroCodec, partitions: int,
-        lateness_ms: int, rng: random.Random, crash_rate: float = 0.0,
+        lateness_ms: int, rng: random.Random, crash_rate: float = 0.0, duplicate_rate: float = 0.0,
     ) -> None:  # fmt: skip
         self.rng = rng
+        self.duplicate_rate = duplicate_rate
+        self.again: list[tuple[Topic, list[tuple[bytes, bytes]]]] = []
         self.codec = codec
         self.partitions = partitions
         self.lateness = lateness_ms
@@ -125,6 +127,21 @@ class Model:
         self.committed = [0] * partitions
         self.crashes = 0
 
+    def _publish(self, topic: Topic, messages: list[tuple[bytes, bytes]]) -> None:
+        """Append to a topic; sometimes publish an earlier batch again (an at-least-once producer after a crash)."""
+        topic.append(messages)
+        if self.again and self.rng.random() < 0.5:
+            self._again()
+        if messages and self.rng.random() < self.duplicate_rate:
+            self.again.append((topic, list(messages)))
+
+    def _again(self) -> None:
+        """Publish a copy owed; its marks make a source active again, which declares itself idle again later."""
+        other, old = self.again.pop(0)
+        other.append(old)
+        self.idle.clear()
+        self.idle_links.clear()
+
     # --- actors -------------------------------------------------------------------------------------------------
 
     def ingest(self, source: str) -> bool:
@@ -134,11 +151,11 @@ class Model:
             mark = [Mark(source, self.marks[source], idle=True)]
             if source not in self.idle_links:
                 self.idle_links.add(source)
-                self.links.append(bundle(self.codec, (), lambda _k: 0, 1, mark))
+                self._publish(self.links, bundle(self.codec, (), lambda _k: 0, 1, mark))
                 return True
             if source not in self.idle and not self.held[source]:
                 self.idle.add(source)
-                self.resolved.append(bundle(self.codec, (), lambda k: partition_of(k, self.partitions),
+                self._publish(self.resolved, bundle(self.codec, (), lambda k: partition_of(k, self.partitions),
                                             self.partitions, mark))  # fmt: skip
                 return True
             return False
@@ -160,7 +177,7 @@ class Model:
             positions.append(Pos(order, e["event_time"], RANK_EVENT, e["event_id"]))
         values = [self.codec.encode("customer-event", r) for r in records]
         split = self.router.split(records, values, positions)
-        self.links.append(bundle(self.codec, split.links, lambda _k: 0, 1, [Mark(source, self.marks[source])]))
+        self._publish(self.links, bundle(self.codec, split.links, lambda _k: 0, 1, [Mark(source, self.marks[source])]))
         ready = max((p.order_time for p in split.positions), default=NEVER)
         pairs: list[tuple[Any, bytes]] = list(zip(split.records, split.values, strict=True))
         self.held[source].append((pairs, split.positions, ready, self.marks[source]))
@@ -173,7 +190,7 @@ class Model:
             pairs, positions, _ready, end_mark = self.held[source].pop(0)
             entries = self.router.route([r for r, _ in pairs], [v for _, v in pairs], positions)
             mark = [Mark(source, end_mark)]  # later batches of the source only hold order times from here on
-            self.resolved.append(bundle(self.codec, entries, lambda k: partition_of(k, self.partitions),
+            self._publish(self.resolved, bundle(self.codec, entries, lambda k: partition_of(k, self.partitions),
                                         self.partitions, mark))  # fmt: skip
             moved = True
         return moved
@@ -189,7 +206,7 @@ class Model:
         self.assignments.extend(out.assignments)
         self.outputs["merges"].extend((k, v) for k, v in out.merges)
         if out.resolved or out.marks:
-            self.resolved.append(bundle(self.codec, out.resolved, lambda k: partition_of(k, self.partitions),
+            self._publish(self.resolved, bundle(self.codec, out.resolved, lambda k: partition_of(k, self.partitions),
                                         self.partitions, out.marks))  # fmt: skip
         return True
 
@@ -224,7 +241,7 @@ class Model:
                             ("failed", out.failed)):  # fmt: skip
             self.outputs[name].extend((k or b"", v) for k, v in pairs)
         if out.entries:
-            self.resolved.append(bundle(self.codec, out.entries, lambda k: partition_of(k, self.partitions),
+            self._publish(self.resolved, bundle(self.codec, out.entries, lambda k: partition_of(k, self.partitions),
                                         self.partitions))  # fmt: skip
         if self.rng.random() < 0.5:
             self.committed[p] = tag
@@ -263,6 +280,9 @@ class Model:
             for i in order:
                 for _ in range(self.rng.randint(1, 3)):
                     progressed |= bool(actors[i]())
+            while not progressed and self.again:  # nothing else moves: flush the copies still owed
+                self._again()
+                progressed = True
             idle_rounds = 0 if progressed else idle_rounds + 1
 
 

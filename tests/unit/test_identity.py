@@ -22,6 +22,7 @@ from pipeline.domain.identity import (
     apply_link,
     implicit_profile_id,
     resolve,
+    shared_profile_id,
 )
 
 _counter = iter(range(1_000_000))
@@ -179,13 +180,14 @@ def test_kiosk_used_by_five_customers_is_shared_after_the_second_and_never_merge
     assert partition(state) == {frozenset({f"customer_id:C{i}", f"anonymous_id:ck{i}"}) for i in range(5)}
     assert len(state.customers_seen[kiosk]) == 2  # bounded: stops growing once over the limit
     check_invariants(state)
-    # Kiosk events resolve through their other identifiers; a kiosk-only event falls back to its implicit id.
+    # Kiosk events resolve through their other identifiers; a kiosk-only event belongs to the kiosk, which never
+    # merges with anyone (its implicit id may have been merged before the kiosk turned out to be shared).
     assert resolve(state.assignments.get, state.shared, page_view(device_id="kiosk-1", customer_id="C3"))[0] == "c:C3"
     assert resolve(state.assignments.get, state.shared, page_view(device_id="kiosk-1", anonymous_id="ck3")) == (
         "c:C3", "anonymous_id:ck3"
     )  # fmt: skip
     assert resolve(state.assignments.get, state.shared, page_view(device_id="kiosk-1")) == (
-        implicit_profile_id(kiosk), kiosk
+        shared_profile_id(kiosk), kiosk
     )  # fmt: skip
 
 

@@ -1,0 +1,192 @@
+"""Results are a function of the events (docs/time.md), through the real broker, workers and sink.
+
+One simulated input (late deliveries, duplicates and bad input included) is produced into fresh prefixes in
+different orders and consumed by different deployments; every run must end with the same warehouse rows,
+equal to the batch reference. The runs: produced first then one worker (twice), two workers, a backlog where
+the store and social topics were produced completely before web and mobile, and two workers one of which is
+killed with SIGKILL twice while traffic flows.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from pipeline.app import signals_config
+from pipeline.cli.demo_model import MIN_CUSTOMERS, MIN_DAYS
+from pipeline.cli.evaluate import reference_config
+from pipeline.drain import wait_group_stable
+from pipeline.evaluate.journeys import fit_history, simulated_history
+from pipeline.evaluate.reference import reference
+from pipeline.evaluate.warehouse import compare
+from pipeline.models.params import save
+from pipeline.simulate.config import SimConfig
+from pipeline.simulate.truth import expected_for
+from pipeline.topic_reader import iter_topic
+from schemas.codec import AvroCodec
+from schemas.registry import FileSchemaRegistry
+from tests.integration.event_time_runs import (
+    LATENESS_S,
+    Run,
+    SimInput,
+    committed,
+    differences,
+    finish,
+    make_input,
+    new_run,
+    produce_in_background,
+    send,
+    wait_resumed,
+)
+
+NOW = int(time.time() * 1000)
+END = NOW - NOW % 60_000
+CONFIG = SimConfig(customers=900, days=21, seed=29, end_ms=END)
+PARTITIONS = 4
+
+
+@pytest.fixture(scope="module")
+def inp() -> SimInput:
+    return make_input(CONFIG, PARTITIONS)
+
+
+@pytest.fixture(scope="module")
+def params(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    world = SimConfig(customers=MIN_CUSTOMERS, days=MIN_DAYS, seed=CONFIG.seed, end_ms=END)
+    path = tmp_path_factory.mktemp("model") / "model.json"
+    save(fit_history(simulated_history(world).per_person, END, version="it-event-time"), path)
+    return path
+
+
+def produced_first(bootstrap: str, workdir: Path, inp: SimInput, params: Path, workers: int) -> Run:
+    run = new_run(bootstrap, workdir, params, PARTITIONS)
+    send(run.env, inp.messages)
+    for i in range(workers):
+        run.start_worker(i)
+    return finish(run)
+
+
+@pytest.fixture(scope="module")
+def one(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: SimInput, params: Path) -> Run:
+    return produced_first(kafka_bootstrap, tmp_path_factory.mktemp("one"), inp, params, workers=1)
+
+
+@pytest.fixture(scope="module")
+def one_again(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: SimInput, params: Path) -> Run:
+    return produced_first(kafka_bootstrap, tmp_path_factory.mktemp("again"), inp, params, workers=1)
+
+
+@pytest.fixture(scope="module")
+def two(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: SimInput, params: Path) -> Run:
+    return produced_first(kafka_bootstrap, tmp_path_factory.mktemp("two"), inp, params, workers=2)
+
+
+@pytest.fixture(scope="module")
+def backlog(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: SimInput, params: Path) -> Run:
+    run = new_run(kafka_bootstrap, tmp_path_factory.mktemp("backlog"), params, PARTITIONS)
+    send(run.env, [m for m in inp.messages if m.channel in ("store", "social")])
+    send(run.env, [m for m in inp.messages if m.channel in ("web", "mobile")])
+    run.start_worker(0)
+    return finish(run)
+
+
+@pytest.fixture(scope="module")
+def killed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: SimInput, params: Path) -> Run:
+    run = new_run(kafka_bootstrap, tmp_path_factory.mktemp("killed"), params, PARTITIONS)
+    run.start_worker(0)
+    victim = run.start_worker(1)
+    wait_group_stable(run.env.settings(), 2)
+    join = produce_in_background(run.env, inp.messages, rate=len(inp.messages) / 45)
+    for kill in range(2):
+        time.sleep(8)
+        assert victim.alive(), victim.log_tail()
+        before = committed(run, ("web", "mobile", "store", "social"))
+        killed_at = time.monotonic()
+        victim.kill()
+        run.resumes.append(wait_resumed(run, killed_at, before))
+        print(f"kill -9 #{kill + 1}: every input partition processed again after {run.resumes[-1]:.1f} s")
+        victim = run.start_worker(1, f"worker-1-restart-{kill}")
+    join()
+    return finish(run)
+
+
+def test_the_same_input_consumed_twice_gives_identical_rows(one: Run, one_again: Run) -> None:
+    assert sum(len(rows) for rows in one.rows.values()) > 5000
+    assert differences(one.rows, one_again.rows) == {}
+
+
+def test_two_workers_give_the_rows_of_one(one: Run, two: Run) -> None:
+    assert differences(one.rows, two.rows) == {}
+
+
+def test_backlog_gives_the_in_order_rows_and_the_in_store_offers(one: Run, backlog: Run, inp: SimInput) -> None:
+    assert differences(one.rows, backlog.rows) == {}
+    fired, consented = offers(backlog, inp.truth)
+    print(f"in-store offers in the backlog run: {fired}/{consented} consenting cart->store journeys")
+    assert consented >= 20 and fired >= 0.99 * consented
+
+
+def test_kill_9_twice_mid_stream_gives_the_clean_rows(one: Run, killed: Run) -> None:
+    print("resume times after kill -9: " + ", ".join(f"{s:.1f} s" for s in killed.resumes))
+    assert len(killed.resumes) == 2 and max(killed.resumes) <= 15
+    assert differences(one.rows, killed.rows) == {}
+
+
+def test_valid_events_rejected_as_late_are_exactly_those_beyond_the_allowed_lateness(one: Run, inp: SimInput) -> None:
+    expected = expected_for(inp.truth, LATENESS_S * 1000)
+    want = {tuple(row) for row in expected["late_beyond_lateness"]}
+    got = snapshot_late(one)
+    print(f"messages late beyond {LATENESS_S // 3600} h: {len(got)} rejected, {len(want)} expected "
+          f"({len(inp.truth['event_ids']['late'])} valid events delivered late by the simulator)")
+    assert got == want and len(want) > 5
+
+
+def test_the_warehouse_equals_the_batch_reference(one: Run, params: Path) -> None:
+    settings = one.env.settings().model_copy(update={"allowed_lateness_s": float(LATENESS_S),
+                                                     "model_params_path": params})  # fmt: skip
+    codec = AvroCodec(FileSchemaRegistry())
+    messages = iter_topic(settings.kafka_bootstrap, settings.topic("customer-events"))
+    events: list[Any] = [codec.decode(m.value).record for m in messages]
+    ref = reference(events, reference_config(settings), codec)
+    assert signals_config(settings).params is not None
+    assert one.snapshot is not None
+    with duckdb.connect(str(one.snapshot), read_only=True) as con:
+        diffs = compare(con, ref, FileSchemaRegistry())
+    for name, diff in diffs.items():
+        assert diff.equal, (name, diff.only_warehouse[:3], diff.only_reference[:3], list(diff.differing.items())[:3])
+    assert all(d.rows > 50 for d in diffs.values()), {n: d.rows for n, d in diffs.items()}
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def snapshot_late(run: Run) -> set[tuple[str, int, int]]:
+    """(channel, partition, offset) of the inputs rejected as later than the allowed lateness."""
+    assert run.snapshot is not None
+    with duckdb.connect(str(run.snapshot), read_only=True) as con:
+        rows = con.execute("SELECT source_topic, source_partition, source_offset FROM failed_events "
+                           "WHERE rule = 'beyond_allowed_lateness'").fetchall()  # fmt: skip
+    return {(topic.removeprefix(run.env.prefix), partition, offset) for topic, partition, offset in rows}
+
+
+def offers(run: Run, truth: dict[str, Any]) -> tuple[int, int]:
+    """(journeys with an in-store offer between the cart and the visit, consenting journeys)."""
+    assert run.snapshot is not None
+    customer_of = {v: k.split(":", 1)[1] for k, v in truth["identifiers"].items() if k.startswith("customer_id:")}
+    with duckdb.connect(str(run.snapshot), read_only=True) as con:
+        rows = con.execute("SELECT customer_id, epoch_ms(event_time) FROM signals "
+                           "WHERE signal_type = 'store_visit_open_cart'").fetchall()  # fmt: skip
+    times: dict[str, list[int]] = {}
+    for customer, t in rows:
+        times.setdefault(customer, []).append(int(t))
+    consenting = [j for j in truth["journeys"] if truth["people"][j["person_id"]]["consent_marketing"]]
+    fired = 0
+    for j in consenting:
+        cid = customer_of.get(j["person_id"])
+        if cid and any(j["cart_time_ms"] <= t <= j["visit_time_ms"] for t in times.get(f"c:{cid}", ())):
+            fired += 1
+    return fired, len(consenting)
