@@ -52,10 +52,19 @@ def unpack(raw: bytes | None) -> tuple[int, int | None, bytes | None]:
 
 
 class RollbackStore(MemoryStore):  # type: ignore[type-arg]
-    """Faust's in-memory store, recovering only records tagged at or below the committed offset."""
+    """Faust's in-memory store, recovering only records tagged at or below the committed offset.
+
+    Keys of a partition that moves away or arrives are dropped first: Faust's memory store forgets only keys it
+    recovered, not the ones this process wrote, and a partition that comes back must be rebuilt from the
+    changelog (another worker may have written it meanwhile, and this process's own uncommitted writes must
+    not survive)."""
 
     #: Set by the app: the committed resolved-events offset per partition (awaited before each recovery).
     committed_offsets: Callable[[], Awaitable[dict[int, int]]] | None = None
+    #: Set by the app: the partition of a key (Kafka's default partitioner over the table's partitions), and the
+    #: topic the table is co-partitioned with (its partitions move together with the changelog's).
+    partition_of: Callable[[bytes], int] | None = None
+    source_topic: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,6 +75,12 @@ class RollbackStore(MemoryStore):  # type: ignore[type-arg]
         self, assigned: Any, revoked: Any, newly_assigned: Any, generation_id: int = 0
     ) -> None:  # fmt: skip
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        ours = {self.source_topic, self.table.changelog_topic.get_topic_name()}
+        moved = {tp.partition for tp in (*revoked, *newly_assigned) if tp.topic in ours}
+        if moved and self.partition_of is not None:
+            for key in [k for k in self.data if self.partition_of(k) in moved]:
+                del self.data[key]
+                self._key_partition.pop(key, None)
         if self.committed_offsets is not None:
             self.committed = await self.committed_offsets()
 

@@ -12,6 +12,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from agents.batching import PARTITIONER
 from agents.commit_marks import CommitMarks, fetch_marks
 from agents.commit_marks import install as install_commit_marks
 from agents.identity import register_identity_writer
@@ -215,6 +216,8 @@ def register_identity_and_journey(
         return {p: offset for (_topic_name, p), (offset, _mark) in found.items()}
 
     table.data.committed_offsets = committed_offsets
+    table.data.partition_of = lambda key: PARTITIONER.partition("", key, partitions)
+    table.data.source_topic = resolved
     jm = journey_metrics(registry)
     sm = journey_signal_metrics(registry)
     signals = JourneySignals(signals_config(settings), codec, sm, clock)

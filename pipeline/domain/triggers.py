@@ -54,7 +54,8 @@ class TriggerPolicy:
 class TriggerState:
     """Open cart (products, evidence ids, last add time, channel, which cart signals fired), the pending
     campaign touch, the last event time, consent and the event time it was stated at, the last firing time per
-    signal type (frequency caps), and the holdout arm per campaign or trigger ([in holdout, assigned at])."""
+    signal type (frequency caps), the holdout arm per campaign or trigger ([in holdout, assigned at]), and the
+    last cart a purchase closed (a store visit delivered after that purchase still finds the cart it saw)."""
 
     cart: list[str] = field(default_factory=list)
     cart_ids: list[str] = field(default_factory=list)
@@ -67,6 +68,7 @@ class TriggerState:
     fired: dict[str, int] = field(default_factory=dict)
     consent_ms: int | None = None
     arms: dict[str, list[Any]] = field(default_factory=dict)
+    closed: list[Any] | None = None  # last cart a purchase closed: [products, ids, cart_ms, closed_ms, channel, flags]
 
     def to_list(self) -> list[Any]:
         return [
@@ -81,6 +83,7 @@ class TriggerState:
             self.fired,
             self.consent_ms,
             self.arms,
+            self.closed,
         ]
 
     @classmethod
@@ -203,24 +206,11 @@ def on_event(st: TriggerState, ev: CustomerEventRecord, known: bool, p: TriggerP
             st.clear_cart()
     elif etype in PURCHASES:
         if st.cart_ms is None or t >= st.cart_ms:  # a purchase delivered late does not close a later cart
+            if st.cart and st.cart_ms is not None:
+                st.closed = [st.cart, st.cart_ids, st.cart_ms, t, st.cart_channel, st.cart_flags]
             st.clear_cart()
-    elif etype in STORE_ENTRY and st.cart and st.cart_ms is not None and not st.cart_flags & _OFFERED:
-        age = t - st.cart_ms
-        if 0 <= age <= p.open_cart_ms:
-            st.cart_flags |= _OFFERED
-            out.append(
-                Candidate(
-                    "store_visit_open_cart",
-                    t,
-                    f"entered store {ev['store_id'] or '?'} ({ev['visit_method'] or etype}) "
-                    f"{age / HOUR_MS:.1f} h after leaving {len(st.cart)} products in a "
-                    f"{st.cart_channel} cart: in-store offer for them",
-                    (eid, *st.cart_ids),
-                    tuple(st.cart),
-                    channel,
-                    ev["store_id"],
-                )
-            )
+    elif etype in STORE_ENTRY:
+        out += _store_entry(st, ev, p)
     elif (
         etype == "product_view"
         and st.cart_flags & _ABANDONED
@@ -259,6 +249,31 @@ def on_event(st: TriggerState, ev: CustomerEventRecord, known: bool, p: TriggerP
         st.campaign = None  # followed up: activity after the visit the touch started
     st.last_ms = t if st.last_ms is None else max(st.last_ms, t)
     return out
+
+
+def _store_entry(st: TriggerState, ev: CustomerEventRecord, p: TriggerPolicy) -> list[Candidate]:
+    """The in-store offer: the cart that was open at the visit's event time (the current one, or the last one a
+    purchase closed after the visit, when the visit was delivered late)."""
+    t = ev["event_time"]
+    if st.cart and st.cart_ms is not None and st.cart_ms <= t:
+        cart, ids, cart_ms, cart_channel, flags = st.cart, st.cart_ids, st.cart_ms, st.cart_channel, st.cart_flags
+        closed = None
+    elif st.closed is not None and st.closed[2] <= t < st.closed[3]:
+        closed = st.closed
+        cart, ids, cart_ms, _closed_ms, cart_channel, flags = closed
+    else:
+        return []
+    age = t - cart_ms
+    if flags & _OFFERED or age > p.open_cart_ms:
+        return []
+    if closed is None:
+        st.cart_flags |= _OFFERED
+    else:
+        closed[5] = flags | _OFFERED
+    why = (f"entered store {ev['store_id'] or '?'} ({ev['visit_method'] or ev['event_type']}) {age / HOUR_MS:.1f} h "
+           f"after leaving {len(cart)} products in a {cart_channel} cart: in-store offer for them")  # fmt: skip
+    return [Candidate("store_visit_open_cart", t, why, (ev["event_id"], *ids), tuple(cart), ev["channel"],
+                      ev["store_id"])]  # fmt: skip
 
 
 def in_holdout(customer_id: str, key: str, share: float) -> bool:

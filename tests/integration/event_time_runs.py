@@ -101,7 +101,8 @@ def finish(run: Run, timeout_s: float = 600.0) -> Run:
     the sink until its snapshot holds every output, and keep the rows."""
     settings = run.env.settings()
     # Quiet for longer than the idle timeout: the last watermark moves only once every partition is idle.
-    wait_drained(settings, quiet_s=3 * IDLE_S + 2, timeout_s=timeout_s, alive=lambda: bool(run.alive()))
+    idle = float(run.extra.get("OMNISTREAM_SOURCE_IDLE_S", IDLE_S))
+    wait_drained(settings, quiet_s=idle + 2 * IDLE_S + 2, timeout_s=timeout_s, alive=lambda: bool(run.alive()))
     codes = [p.terminate() for p in run.alive()]
     assert codes == [0] * len(codes), [p.log_tail() for p in run.workers]
     run.snapshot = run_sink(run.env)

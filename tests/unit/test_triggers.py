@@ -178,3 +178,20 @@ def test_scripted_journey_through_the_profile_step() -> None:
     visit2 = ev("store_visit", T0 + 12 * HOUR_MS, "store", store_id="S1")
     step.on_instant("C2", denied, T0 + 12 * HOUR_MS, [visit2], out2)
     assert out2.signals == [] and len(out2.transitions) == 2
+
+
+def test_a_store_visit_delivered_after_the_purchase_still_sees_the_cart_open_at_its_time() -> None:
+    st_ = TriggerState()
+    c = cart(T0)
+    on_event(st_, c, True, POLICY)
+    buy = ev("pos_purchase", T0 + 20 * HOUR_MS, "store", store_id="S1", amount_minor=2500, currency="EUR")
+    assert on_event(st_, buy, True, POLICY) == [] and st_.cart == []
+    visit = ev("store_visit", T0 + 19 * HOUR_MS, "store", store_id="S1")  # happened before the purchase, arrived after
+    (offer,) = [x for x in on_event(st_, visit, True, POLICY) if x.signal_type == "store_visit_open_cart"]
+    assert offer.event_time == visit["event_time"] and offer.products == ("p1",) and c["event_id"] in offer.evidence
+    assert on_event(st_, ev("store_visit", T0 + 19 * HOUR_MS + 1, "store", store_id="S1"), True, POLICY) == []
+    after = TriggerState()
+    on_event(after, cart(T0), True, POLICY)
+    on_event(after, buy, True, POLICY)
+    late_visit = ev("store_visit", T0 + 21 * HOUR_MS, "store", store_id="S1")  # after the purchase: nothing open
+    assert [x for x in on_event(after, late_visit, True, POLICY) if x.signal_type == "store_visit_open_cart"] == []
