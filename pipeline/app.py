@@ -103,7 +103,7 @@ def create_app(
         broker_commit_interval=settings.commit_interval_s,
         # A killed worker's partitions move to the others within the session timeout (docs/operations.md).
         broker_session_timeout=settings.consumer_session_timeout_s,
-        broker_heartbeat_interval=max(0.5, settings.consumer_session_timeout_s / 4),
+        broker_heartbeat_interval=max(0.5, settings.consumer_session_timeout_s / 8),
         consumer_group_instance_id=instance,
         # Ingest holds batches until the identity writer's watermark passes them, and agents pause during a
         # rebalance: waiting for every taken event to be acknowledged would stall the rebalance. Nothing is

@@ -193,7 +193,10 @@ def _journeys(console: Console, settings: Settings, truth_path: Path) -> int:
     truth = json.loads(truth_path.read_text())
     ident = evaluate_identity(events, assignments, shared, truth, Pseudonymiser(secret)).scores
     diff, n_stream, n_batch = evaluate_sessions(
-        _session_records(settings, codec), events, read_attribution(settings, codec), session_policy(settings),
+        _session_records(settings, codec),
+        events,
+        read_attribution(settings, codec),
+        session_policy(settings),
         read_merges(settings, codec),
     )
     ok = ident.precision >= MIN_PRECISION and ident.recall >= MIN_RECALL and diff.differing == 0

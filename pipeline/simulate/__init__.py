@@ -9,7 +9,7 @@ what an evaluator needs; producer is the only module that talks to Kafka.
 from pipeline.simulate.config import BAD_KINDS, SimConfig
 from pipeline.simulate.messages import EXPECTED_OUTCOME, KINDS, OUTCOMES, Encoder, SimMessage, encode_message
 from pipeline.simulate.simulation import Simulation, generate
-from pipeline.simulate.truth import TruthRecorder
+from pipeline.simulate.truth import TruthRecorder, expected_for
 
 __all__ = [
     "BAD_KINDS",
@@ -22,5 +22,6 @@ __all__ = [
     "Simulation",
     "TruthRecorder",
     "encode_message",
+    "expected_for",
     "generate",
 ]

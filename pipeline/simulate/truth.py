@@ -216,12 +216,15 @@ def expected_for(truth: Mapping[str, Any], allowed_lateness_ms: int) -> dict[str
                                               if row[2] > allowed_lateness_ms)  # fmt: skip
     if not late:
         return expected
-    outcomes = expected["per_outcome"]
+    topics = truth.get("config", {}).get("topics") or {}
+    for row in truth.get("behind", []):
+        if row[2] > allowed_lateness_ms:
+            was = "duplicate" if row[1] == DUPLICATE else "valid"
+            for outcomes in (expected["per_outcome"], expected["per_topic_outcome"][topics.get(row[3], row[3])]):
+                outcomes[was] = outcomes.get(was, 0) - 1
+                outcomes["late_event"] = outcomes.get("late_event", 0) + 1
     late_ids = {eid for eid, kind in late if kind != DUPLICATE}
     duplicates = sum(1 for eid, kind in late if kind == DUPLICATE)
-    outcomes["late_event"] = outcomes.get("late_event", 0) + len(late)
-    outcomes["valid"] = outcomes.get("valid", 0) - len(late_ids)
-    outcomes["duplicate"] = outcomes.get("duplicate", 0) - duplicates
     expected["unique_valid_events"] -= len(late_ids)
     expected["duplicates"] -= duplicates
     return expected

@@ -112,8 +112,13 @@ def read(codec: AvroCodec, key: bytes, value: bytes) -> tuple[list[Entry], list[
 def _encode(codec: AvroCodec, entries: Sequence[Entry], marks: Sequence[Mark]) -> bytes:
     record: dict[str, Any] = {
         "entries": [
-            {"key": e.key, "value": e.value, "order_time": e.order_time, "event_time": e.event_time,
-             "event_id": e.event_id}
+            {
+                "key": e.key,
+                "value": e.value,
+                "order_time": e.order_time,
+                "event_time": e.event_time,
+                "event_id": e.event_id,
+            }
             for e in entries
         ],
         "progress": [{"source": m.source, "mark": m.mark, "idle": m.idle} for m in marks],

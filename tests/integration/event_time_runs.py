@@ -142,7 +142,7 @@ def warehouse_rows(snapshot: Path, prefix: str) -> dict[str, list[tuple[Any, ...
         for table in TABLES:
             skip = PROCESSING_TIME_COLUMNS.get(table, frozenset())
             cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0] not in skip]
-            quoted = ", ".join(f'replace("{c}", ?, \'\')' if c == "source_topic" else f'"{c}"' for c in cols)
+            quoted = ", ".join(f"replace(\"{c}\", ?, '')" if c == "source_topic" else f'"{c}"' for c in cols)
             params = [prefix] if "source_topic" in cols else []
             out[table] = con.execute(f"SELECT {quoted} FROM {table} ORDER BY ALL", params).fetchall()
     return out

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.domain.records import FailureType
 from pipeline.settings import load_settings
+from pipeline.simulate.truth import expected_for
 from pipeline.summary import OutputSummary, summarise
 from pipeline.topic_reader import topic_end_total
 from pipeline.topics import ensure_pipeline_topics
@@ -37,16 +38,20 @@ class PipelineEnv:
     workdir: Path
     prefix: str
     app_id: str
+    allowed_lateness_s: float | None = None  # None: the default
 
     @classmethod
-    def create(cls, bootstrap: str, workdir: Path, partitions: int = 4) -> PipelineEnv:
+    def create(
+        cls, bootstrap: str, workdir: Path, partitions: int = 4, allowed_lateness_s: float | None = None
+    ) -> PipelineEnv:
         tag = uuid.uuid4().hex[:8]
-        env = cls(bootstrap, workdir, f"it{tag}.", f"omnistream-it-{tag}")
+        env = cls(bootstrap, workdir, f"it{tag}.", f"omnistream-it-{tag}", allowed_lateness_s)
         ensure_pipeline_topics(env.settings().model_copy(update={"partitions": partitions}), bootstrap)
         return env
 
     def settings(self) -> Any:
-        return load_settings(kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix, app_id=self.app_id)
+        lateness = {} if self.allowed_lateness_s is None else {"allowed_lateness_s": self.allowed_lateness_s}
+        return load_settings(kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix, app_id=self.app_id, **lateness)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -56,23 +61,33 @@ class PipelineEnv:
             "OMNISTREAM_STATE_DIR": str(self.workdir / "state"),
             "OMNISTREAM_METRICS_PORT": str(free_port()),
             "OMNISTREAM_WEB_PORT": str(free_port()),
+            **(
+                {}
+                if self.allowed_lateness_s is None
+                else {"OMNISTREAM_ALLOWED_LATENESS_S": str(self.allowed_lateness_s)}
+            ),
             **extra,
         }
 
     def simulate(self, *args: str) -> dict[str, Any]:
-        """Run ``omnistream simulate`` with ``args``; returns the truth document."""
+        """Run ``omnistream simulate`` with ``args``; returns the truth document, its ``expected`` what workers
+        with this deployment's allowed lateness output (:func:`expected_for`)."""
         truth = self.workdir / f"truth-{uuid.uuid4().hex[:6]}.json"
         cmd = [sys.executable, "-m", "pipeline", "simulate", "--truth", str(truth), "--no-progress", *args]
         done = subprocess.run(cmd, env={**_os_env(), **self.env()}, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"simulate failed:\n{done.stdout}\n{done.stderr}"
         result: dict[str, Any] = json.loads(truth.read_text())
+        result["expected"] = expected_for(result, int(self.settings().allowed_lateness_s * 1000))
         return result
 
     def start_worker(self, name: str = "worker", **extra: str) -> Proc:
         # Worker N serves on the configured ports + N: offset the free ports back so the ports it binds are free.
         wid = int(extra.get("OMNISTREAM_WORKER_ID", "0"))
         ports = {k: str(free_port() - wid) for k in ("OMNISTREAM_METRICS_PORT", "OMNISTREAM_WEB_PORT")}
-        return Proc(["worker", "--log-level", "INFO"], self.env(**{**ports, **extra}), self.workdir / f"{name}.log")
+        # Sources idle after 2 s (default 10 s): runs on a finished input release their last events sooner.
+        defaults = {"OMNISTREAM_SOURCE_IDLE_S": "2"}
+        return Proc(["worker", "--log-level", "INFO"], self.env(**{**defaults, **ports, **extra}),
+                    self.workdir / f"{name}.log")  # fmt: skip
 
     def output_count(self) -> int:
         s = self.settings()

@@ -143,8 +143,10 @@ def test_valid_events_rejected_as_late_are_exactly_those_beyond_the_allowed_late
     expected = expected_for(inp.truth, LATENESS_S * 1000)
     want = {tuple(row) for row in expected["late_beyond_lateness"]}
     got = snapshot_late(one)
-    print(f"messages late beyond {LATENESS_S // 3600} h: {len(got)} rejected, {len(want)} expected "
-          f"({len(inp.truth['event_ids']['late'])} valid events delivered late by the simulator)")
+    print(
+        f"messages late beyond {LATENESS_S // 3600} h: {len(got)} rejected, {len(want)} expected "
+        f"({len(inp.truth['event_ids']['late'])} valid events delivered late by the simulator)"
+    )
     assert got == want and len(want) > 5
 
 

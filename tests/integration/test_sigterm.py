@@ -15,13 +15,19 @@ from tests.integration.pipeline_env import PipelineEnv, expected_failed
 from tests.integration.processes import wait_until
 
 SHUTDOWN_BOUND_S = 30
+IDLE_S = 2
+STABLE_S = 3 * IDLE_S + 2  # events wait for the watermark, which passes the last of them once every source is idle
 
 
 def test_sigterm_commits_everything_processed_and_exits_zero(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = PipelineEnv.create(kafka_bootstrap, tmp_path)
     truth = env.simulate("--customers", "120", "--days", "4", "--seed", "31", "--bad-share", "0.05")
     s = env.settings()
-    worker = env.start_worker(OMNISTREAM_COMMIT_INTERVAL_S="3600", OMNISTREAM_SHUTDOWN_TIMEOUT_S=str(SHUTDOWN_BOUND_S))
+    worker = env.start_worker(
+        OMNISTREAM_COMMIT_INTERVAL_S="3600",
+        OMNISTREAM_SHUTDOWN_TIMEOUT_S=str(SHUTDOWN_BOUND_S),
+        OMNISTREAM_SOURCE_IDLE_S=str(IDLE_S),
+    )
     consumed = [s.topic(t) for t in CONSUMED]
     outputs = [s.topic(t) for t in OUTPUTS]
     try:
@@ -34,7 +40,7 @@ def test_sigterm_commits_everything_processed_and_exits_zero(kafka_bootstrap: st
             stable, last = now == last, now
             return stable
 
-        wait_until(outputs_stable, 120, interval_s=3, what="every stage done (outputs stable for 3 s)")
+        wait_until(outputs_stable, 120, interval_s=STABLE_S, what=f"every stage done (outputs stable for {STABLE_S} s)")
         before = group_lag(env.bootstrap, s.app_id, consumed)
         assert before > 0, "nothing may be committed yet: the periodic commit is an hour away"
     finally:

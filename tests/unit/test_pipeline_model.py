@@ -27,8 +27,9 @@ def events() -> list:
 @pytest.mark.parametrize("seed", range(1, 9))
 def test_any_interleaving_gives_the_reference_rows(events: list, seed: int) -> None:
     config = reference_config(LATENESS)
-    model = Model(events, config, CODEC, partitions=3, lateness_ms=LATENESS, rng=random.Random(seed),
-                  duplicate_rate=0.2)
+    model = Model(
+        events, config, CODEC, partitions=3, lateness_ms=LATENESS, rng=random.Random(seed), duplicate_rate=0.2
+    )
     model.run()
     got = comparable(warehouse(model.outputs, CODEC))
     want = comparable(reference(model.accepted, config, CODEC))
@@ -40,8 +41,16 @@ def test_any_interleaving_gives_the_reference_rows(events: list, seed: int) -> N
 @pytest.mark.parametrize("seed", range(20, 26))
 def test_crashes_and_recovery_give_the_reference_rows(events: list, seed: int) -> None:
     config = reference_config(LATENESS)
-    model = Model(events, config, CODEC, partitions=3, lateness_ms=LATENESS, rng=random.Random(seed), crash_rate=0.15,
-                  duplicate_rate=0.2)
+    model = Model(
+        events,
+        config,
+        CODEC,
+        partitions=3,
+        lateness_ms=LATENESS,
+        rng=random.Random(seed),
+        crash_rate=0.15,
+        duplicate_rate=0.2,
+    )
     model.run()
     assert model.crashes >= 5
     got = comparable(warehouse(model.outputs, CODEC))

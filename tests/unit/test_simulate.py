@@ -32,6 +32,7 @@ from pipeline.simulate import (
     Simulation,
     TruthRecorder,
     encode_message,
+    expected_for,
     generate,
 )
 from pipeline.simulate.config import DAY_MS, HOUR_MS
@@ -591,3 +592,31 @@ def test_generator_speed() -> None:
     start = time.perf_counter()
     n = sum(1 for _ in generate(SimConfig(customers=3000, days=30, seed=1, end_ms=END)))
     assert n / (time.perf_counter() - start) > 8_000
+
+
+@pytest.mark.parametrize("lateness_h", [1, 6, 24])
+def test_expected_for_turns_messages_beyond_the_allowed_lateness_into_late_events(
+    messages: list[SimMessage], truth: dict[str, Any], lateness_h: int
+) -> None:
+    # Independent of the recorder: one partition per topic, progress = largest event time read so far.
+    lateness_ms = lateness_h * HOUR_MS
+    progress: dict[str, int] = {}
+    outcome: list[tuple[str, str]] = []
+    converted = 0
+    for m in messages:
+        result = m.expected
+        if m.kind in ("valid", "late", "duplicate"):
+            mark = progress.get(m.channel, m.event_time_ms)
+            if mark - m.event_time_ms > lateness_ms:
+                result = "late_event"
+                converted += 1
+            progress[m.channel] = max(mark, m.event_time_ms)
+        outcome.append((m.channel, result))
+    expected = expected_for(truth, lateness_ms)
+    assert {k: n for k, n in expected["per_outcome"].items() if n} == dict(Counter(r for _, r in outcome))
+    for topic, counts in expected["per_topic_outcome"].items():
+        assert {k: n for k, n in counts.items() if n} == dict(Counter(r for c, r in outcome if c == topic))
+    assert len(expected["late_beyond_lateness"]) == converted
+    assert expected["messages"] == len(messages)
+    if lateness_h == 1:
+        assert converted > 0, "the simulator delivers some events more than an hour behind their partition"
