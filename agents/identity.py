@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from agents.batching import PARTITIONER
+from agents.cursor import faust_cursor
 from agents.publish import RetryPolicy, publish, publish_all
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import ChildCache
@@ -45,8 +46,13 @@ def register_identity_writer(
     """Apply links in event-time order; on taking over the partition, rebuild by replaying the log."""
     by_key: Callable[[bytes], int] = lambda key: PARTITIONER.partition("", key, partitions)  # noqa: E731
 
+    cursor = faust_cursor(app, source, bootstrap, app.conf.id, client_config or {})
+
     async def write(stream: Any) -> None:
-        async for events in stream.noack_take(batch_size, within=within_s):
+        async for batch in stream.noack_take(batch_size, within=within_s):
+            events = (await cursor.admit(batch)).events
+            if not events:
+                continue
             first = events[0].message.offset
             if first != writer.next_offset:
                 started = time.perf_counter()

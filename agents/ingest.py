@@ -28,6 +28,7 @@ from typing import Any
 
 from agents.batching import PARTITIONER
 from agents.commit_marks import CommitMarks, fetch_marks
+from agents.cursor import faust_cursor
 from agents.identity import wait_for_replica
 from agents.publish import EXIT_INFRA, EXIT_UPSTREAM_BROKEN, RetryPolicy, fatal, publish_all
 from pipeline.domain.eventtime import NEVER, Pos
@@ -157,14 +158,21 @@ class Ingest:
         )
         batch_timer = self._metrics.batch_seconds.get(f"ingest:{step.channel}")
 
+        c = self._committed
+        cursor = faust_cursor(app, step.source_topic, c.bootstrap, c.group_id, c.client_config)
+
         async def ingest(stream: Any) -> None:
             channel.stream = stream
             await wait_for_replica(self._replica)
             async for events in stream.noack_take(batch_size, within=batch_within_s):
                 started = time.perf_counter()
+                admitted = await cursor.admit(events)
                 async with channel.lock:
-                    await self._take(channel, events)
-                    await self._route(channel)
+                    if admitted.reset:  # every partition resumes at its committed offset, with the mark there
+                        channel.expected.clear()
+                    if admitted.events:
+                        await self._take(channel, admitted.events)
+                        await self._route(channel)
                 batch_timer.observe(time.perf_counter() - started)
 
         return app.agent(source, name=f"ingest-{step.channel}", concurrency=1)(ingest)

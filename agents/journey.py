@@ -20,13 +20,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agents.batching import PARTITIONER
+from agents.cursor import faust_cursor
 from agents.publish import RetryPolicy, publish_all
 from agents.state_table import pack, unpack
 from pipeline.domain.eventtime import NEVER
 from pipeline.metrics import IngestMetrics, JourneyMetrics
 from pipeline.metrics_journey import JourneySignalMetrics
 from pipeline.steps.bundles import bundle, partition_key
-from pipeline.steps.journey import JourneyOutput, JourneyPartition, JourneyStep
+from pipeline.steps.journey import JourneyOutput, JourneyPartition, JourneyStep, Tally
 from pipeline.topic_reader import read_range
 from schemas.codec import AvroCodec
 
@@ -74,9 +75,17 @@ def register_journey(
         journey_metrics.restore_seconds.observe(time.perf_counter() - started)
         return part
 
+    cursor = faust_cursor(app, source, bootstrap, app.conf.id, client_config)
+
     async def journey(stream: Any) -> None:
-        async for events in stream.noack_take(batch_size, within=within_s):
+        async for batch in stream.noack_take(batch_size, within=within_s):
             started = time.perf_counter()
+            admitted = await cursor.admit(batch)
+            if admitted.reset:
+                expected_next.clear()
+            events = admitted.events
+            if not events:
+                continue
             by_partition: dict[int, list[tuple[int, bytes, bytes]]] = {}
             for e in events:
                 by_partition.setdefault(e.message.partition, []).append((e.message.offset, e.message.key or b"",
@@ -96,7 +105,8 @@ def register_journey(
             await _publish(outs, outputs, codec, partitions, retry, metrics)
             for event in events:
                 await stream.ack(event)
-            _gauges(step, journey_metrics, signal_metrics)
+            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
+            _gauges(step, owned, journey_metrics, signal_metrics)
             timer.observe(time.perf_counter() - started)
 
     return app.agent(source_topic, name="journey", concurrency=1)(journey)
@@ -128,6 +138,12 @@ async def _publish(
     await publish_all(then, retry, metrics.infra_retries)
 
 
-def _gauges(step: JourneyStep, jm: JourneyMetrics, sm: JourneySignalMetrics | None) -> None:
-    pending = sum(len(items) for part in step.partitions.values() for items in part.pending.values())
-    jm.pending.set(pending)
+def _gauges(step: JourneyStep, owned: set[int], jm: JourneyMetrics, sm: JourneySignalMetrics | None) -> None:
+    """Gauges over the partitions this worker owns now (a revoked partition's runtime lingers until reused)."""
+    parts = [part for p, part in step.partitions.items() if p in owned]
+    jm.pending.set(sum(len(items) for part in parts for items in part.pending.values()))
+    tally = Tally(*(sum(col) for col in zip(*(part.tally for part in parts), strict=True))) if parts else None
+    jm.open_sessions.set(tally.open_sessions if tally else 0)
+    if sm is not None:
+        sm.churn_risk_customers.set(tally.at_risk if tally else 0)
+        sm.state_bytes.set(tally.state_bytes / tally.customers if tally and tally.customers else 0)

@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     worker_id: int = Field(0, ge=0, description="Index of this worker on the host (ports and state dirs)")
     commit_interval_s: float = Field(1.0, gt=0, description="How often a worker commits processed offsets")
     consumer_session_timeout_s: float = Field(
-        8.0, ge=6, description="A worker silent this long loses its partitions to the others"
+        6.0, ge=6, description="A worker silent this long loses its partitions to the others"
     )
     static_membership: bool = Field(
         False, description="Rejoin with the same partitions after a restart within the session timeout"

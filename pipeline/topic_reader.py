@@ -6,6 +6,7 @@ Reads what was in the topic when the call started; messages produced meanwhile m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -104,5 +105,43 @@ def read_range(
                 if start <= rec.offset < end:
                     out.append((rec.offset, rec.key or b"", rec.value))
         return out
+    finally:
+        consumer.close()
+
+
+def first_offset(
+    bootstrap: str, topic: str, partition: int, start: int, end: int,
+    client_config: Mapping[str, Any] | None = None, timeout_s: float = 30.0,
+) -> int | None:  # fmt: skip
+    """The offset of the first record of one partition in ``[start, end)``, or None when the range holds none
+    (offsets taken by transaction markers). Raises ``TimeoutError`` when it cannot be read within ``timeout_s``."""
+    if start >= end:
+        return None
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
+                             max_partition_fetch_bytes=1024 * 1024, **(client_config or {}))  # fmt: skip
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        deadline = time.monotonic() + timeout_s
+        while consumer.position(tp) < end:  # markers move the position without yielding records
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}[{partition}] from {start}: no data for {timeout_s}s")
+            for rec in consumer.poll(timeout_ms=500, max_records=1).get(tp, []):
+                return rec.offset if rec.offset < end else None
+        return None
+    finally:
+        consumer.close()
+
+
+def start_offsets(
+    bootstrap: str, topic: str, partitions: list[int], client_config: Mapping[str, Any] | None = None
+) -> dict[int, int]:
+    """The first offset still in the log of each partition (after retention)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
+                             **(client_config or {}))  # fmt: skip
+    try:
+        found = consumer.beginning_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: int(offset) for tp, offset in found.items()}
     finally:
         consumer.close()

@@ -21,7 +21,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline import __version__
 from pipeline.clock import Clock, SystemClock
@@ -58,7 +58,24 @@ class JourneyOutput:
     journey: SignalsOutput = field(default_factory=SignalsOutput)
     entries: list[Entry] = field(default_factory=list)  # transfers and forwards, keyed by the customer addressed
     watermark: int = NEVER
-    open_sessions: int = 0
+
+
+class Tally(NamedTuple):
+    """Customer records, their bytes, open session pieces and customers at churn risk."""
+
+    customers: int
+    state_bytes: int
+    open_sessions: int
+    at_risk: int
+
+    @staticmethod
+    def of(state: CustomerState, size: int) -> Tally:
+        sessions = state.sessions.open_pieces() if state.sessions is not None else 0
+        risk = state.profile is not None and state.profile.churn_risk
+        return Tally(1 if size else 0, size, sessions, 1 if risk else 0)
+
+    def moved(self, before: Tally, after: Tally) -> Tally:
+        return Tally(*(t - b + a for t, b, a in zip(self, before, after, strict=True)))
 
 
 @dataclass(slots=True)
@@ -74,11 +91,14 @@ class JourneyPartition:
     due: dict[bytes, int] = field(default_factory=dict)
     held: Counter[int] = field(default_factory=Counter)  # resolved-events offset -> items and transfers held
     resumed: set[int] = field(default_factory=set)  # offsets of messages from a source that was idle until then
+    # Totals over the partition's customer records, kept by difference and persisted with them (gauges).
+    tally: Tally = field(default_factory=lambda: Tally(0, 0, 0, 0))
 
     def encode(self) -> bytes:
         held = [o for o, n in self.held.items() if n > 0]
         self.resumed.intersection_update(held)
-        doc = {"s": self.sources.to_dict(), "m": min(held) if held else None, "r": sorted(self.resumed)}
+        doc = {"s": self.sources.to_dict(), "m": min(held) if held else None, "r": sorted(self.resumed),
+               "t": list(self.tally)}  # fmt: skip
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @staticmethod
@@ -132,6 +152,7 @@ class JourneyStep:
         doc = json.loads(state) if state else {}
         part = JourneyPartition(partition, Sources.from_dict(self._expected, doc.get("s")))
         part.resumed = set(doc.get("r", ()))
+        part.tally = Tally(*doc.get("t", (0, 0, 0, 0)))
         for key, when in due:
             part.set_due(key, when)
         for offset, key, value in pending:
@@ -202,7 +223,9 @@ class JourneyStep:
     def _customer(
         self, part: JourneyPartition, key: bytes, load: Callable[[bytes], bytes | None], base: int, out: JourneyOutput
     ) -> None:
-        state = CustomerState.decode(load(key))
+        raw = load(key)
+        state = CustomerState.decode(raw)
+        before = Tally.of(state, len(raw or b""))
         items = part.pending.get(key, [])
         mine = part.transfers.get(key, {})
 
@@ -228,8 +251,10 @@ class JourneyStep:
         self._emit(key, state, adv, out)
         if adv.changed:
             due = self._machine.next_due(state)
-            out.states[key] = (state.encode(), due)
+            body = state.encode()
+            out.states[key] = (body, due)
             part.set_due(key, due)
+            part.tally = part.tally.moved(before, Tally.of(state, len(body)))
 
     def _emit(self, key: bytes, state: CustomerState, adv: Advance, out: JourneyOutput) -> None:
         m = self._metrics

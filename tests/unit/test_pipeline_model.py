@@ -3,12 +3,16 @@ crashing and recovering, give exactly the rows of the batch reference (tests/uni
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
+from agents.state_table import unpack
 from pipeline.evaluate.reference import reference
 from pipeline.simulate.config import SimConfig
+from pipeline.steps.journey import Tally
+from pipeline.steps.journey_customer import CustomerState
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
 from tests.unit.pipeline_model import Model, comparable, reference_config, simulated_events, warehouse
@@ -35,6 +39,7 @@ def test_any_interleaving_gives_the_reference_rows(events: list, seed: int) -> N
     want = comparable(reference(model.accepted, config, CODEC))
     for table in want:
         assert got[table] == want[table], table
+    assert_tallies(model)
     assert len(want["sessions"]) > 300 and len(want["merges"]) > 50 and want["signals"]
 
 
@@ -57,3 +62,17 @@ def test_crashes_and_recovery_give_the_reference_rows(events: list, seed: int) -
     want = comparable(reference(model.accepted, config, CODEC))
     for table in want:
         assert got[table] == want[table], table
+    assert_tallies(model)
+
+
+def assert_tallies(model: Model) -> None:
+    """The partition totals behind the gauges equal a count over the partition's records, through crashes."""
+    for p, table in enumerate(model.tables):
+        records = [unpack(v)[2] or b"" for k, v in table.items() if k != b"~state"]
+        want = Tally(0, 0, 0, 0)
+        for body in records:
+            want = want.moved(Tally(0, 0, 0, 0), Tally.of(CustomerState.decode(body), len(body)))
+        part = model.step.partitions.get(p)
+        persisted = Tally(*json.loads(unpack(table[b"~state"])[2] or b"{}").get("t", (0, 0, 0, 0)))
+        assert (part.tally if part else persisted) == persisted == want
+        assert want.customers == len(records) > 0 and want.state_bytes > 0
