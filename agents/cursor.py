@@ -7,17 +7,26 @@ in order, so each of these agents passes its batches through a :class:`Cursor` f
 
 Per partition the cursor knows the next offset due: the committed offset after every rebalance (Faust's
 rebalances revoke everything), and one past the last admitted message after that. A message at the due offset
-is admitted; one below it was admitted before (or committed) and is dropped; one above it opens a hole. A hole
-that holds records is a skip: the cursor seeks the partition back to the first of them and drops what arrives
-until that offset comes round. A hole without records (transaction markers) is accepted. Dropped events are
-never acknowledged: the admitted copy of the same offset is, once it has been processed.
+is admitted; one below it was admitted before (or committed) and is dropped, unacknowledged; one above it opens
+a hole. The cursor reads the hole's records straight from the broker and admits them, as :class:`Refilled`
+events, before the message that revealed it. Seeking Faust's consumer back instead is not reliable while
+messages are in flight: its fetch loop drops every message below the highest offset it has handed out, and a
+batch fetched before the seek moves that offset past the seek again. A hole at the end of a partition has no
+message after it; a timer finds it (the fetch position is past the due offset and nothing came for a while)
+and seeks back then, when nothing of the partition is in flight.
 
 A rebalance is applied at the next :meth:`Cursor.admit`, not when it is signalled: the agent may still be
 finishing a batch of the old assignment then, and that batch must not move the new positions.
 
+Faust itself treats every offset it did not deliver as acknowledged (meant for compacted topics); around a
+rebalance those include skipped messages, which would let a commit pass messages nobody processed.
+:func:`install` turns that off; the cursor marks a hole as done itself, once its records are admitted, so
+that acknowledging the message after the hole commits past it.
+
 Guarantees: the admitted events of a partition are consecutive records from its committed offset on, in
-order, within one assignment. Not guaranteed: progress while Faust keeps skipping (the seek is repeated at most
-once per ``reseek_s``).
+order, within one assignment; events of partitions not assigned at the time are dropped. Not guaranteed:
+bounded memory for a hole (it is read whole; Faust's holes are at most a fetch or a rebalance's worth of
+messages).
 """
 
 from __future__ import annotations
@@ -25,23 +34,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
 from agents.commit_marks import fetch_marks
-from pipeline.topic_reader import first_offset, start_offsets
+from pipeline.topic_reader import read_range, start_offsets
 
 log = logging.getLogger(__name__)
 
 #: partitions -> committed offset of each that the group has committed
 CommittedFn = Callable[[list[int]], Awaitable[dict[int, int]]]
-#: (partition, start, end) -> offset of the first record in [start, end), or None when there is none
-FirstRecordFn = Callable[[int, int, int], Awaitable[int | None]]
-#: (partition, offset) -> None: make the consumer fetch the partition from offset
-SeekFn = Callable[[int, int], Awaitable[None]]
+#: (partition, start, end) -> the records (offset, key, value) in [start, end), in order
+ReadFn = Callable[[int, int, int], Awaitable[list[tuple[int, bytes, bytes]]]]
+#: (partition, start, end) -> None: offsets [start, end) are processed once the message at ``end`` is
+FillFn = Callable[[int, int, int], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RefilledMessage:
+    """The part of a Faust message the agents read."""
+
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Refilled:
+    """A record of a hole, read from the broker: processed like a Faust event, never acknowledged to Faust."""
+
+    message: RefilledMessage
 
 
 @dataclass
@@ -52,83 +79,107 @@ class Admitted:
     events: list[Any] = field(default_factory=list)
     reset: bool = False
     dropped: int = 0
+    generation: int = 0  # pass to :meth:`Cursor.ack` with these events
 
 
 class Cursor:
     """The next offset due per partition of one source topic (see the module docstring)."""
 
     def __init__(
-        self, topic: str, committed: CommittedFn, first_record: FirstRecordFn, seek: SeekFn,
-        reseek_s: float = 1.0, clock: Callable[[], float] = time.monotonic,
+        self, topic: str, committed: CommittedFn, read: ReadFn, fill: FillFn, stall_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic, owned: Callable[[], Collection[int]] | None = None,
     ) -> None:  # fmt: skip
         self.topic = topic
+        self._owned = owned
         self.next: dict[int, int] = {}
-        self._rewind: dict[int, tuple[int, float]] = {}  # partition -> (offset sought, when)
-        self._committed = committed
-        self._first_record = first_record
-        self._seek = seek
-        self._reseek_s = reseek_s
+        self._progress: dict[int, float] = {}  # partition -> when it last admitted, or was found stalled
+        self._stall_s = stall_s
         self._clock = clock
+        self._committed = committed
+        self._read = read
+        self._fill = fill
         self._rebalanced = False
-        self.skips = 0
+        self.refilled = 0
+        self.generation = 0
 
     def rebalanced(self) -> None:
         """A rebalance happened: every partition resumes at its committed offset (applied at the next batch)."""
         self._rebalanced = True
+        self.generation += 1
+
+    async def ack(self, stream: Any, events: Iterable[Any], generation: int) -> None:
+        """Acknowledge the Faust events among ``events``, admitted in ``generation``. Events of an earlier
+        assignment are not: Faust forgot their partitions' committed offsets at the revocation and would count
+        them into the new assignment's commits, where the new owner processes them again."""
+        if generation != self.generation:
+            return
+        for event in events:
+            if not isinstance(event, Refilled):  # covered by the fill of its hole
+                await stream.ack(event)
 
     async def admit(self, events: Sequence[Any]) -> Admitted:
-        """The events of ``events`` (Faust events of this topic) to process now; the others are dropped."""
-        out = Admitted()
+        """The events of ``events`` (Faust events of this topic) to process now, holes filled; the others are
+        dropped."""
+        out = Admitted(generation=self.generation)
         if self._rebalanced:
             self._rebalanced, out.reset = False, True
             self.next.clear()
-            self._rewind.clear()
-        unknown = sorted({e.message.partition for e in events} - self.next.keys() - self._rewind.keys())
+            self._progress.clear()
+        if self._owned is not None:  # a batch fetched before a rebalance can hold partitions assigned elsewhere now
+            owned = self._owned()
+            mine = [e for e in events if e.message.partition in owned]
+            out.dropped, events = len(events) - len(mine), mine
+        unknown = sorted({e.message.partition for e in events} - self.next.keys())
         if unknown:
             self.next.update(await self._committed(unknown))
         for event in events:
             p, offset = event.message.partition, event.message.offset
-            if p in self._rewind:
-                target, _when = self._rewind[p]
-                if offset != target:
-                    out.dropped += 1
-                    if offset > target:
-                        await self._reseek(p)
-                    continue
-                del self._rewind[p]
             due = self.next.get(p)
             if due is not None and offset < due:
                 out.dropped += 1
                 continue
             if due is not None and offset > due:
-                first = await self._first_record(p, due, offset)
-                if first is not None:
-                    self.skips += 1
-                    log.warning("%s[%d]: offsets %d..%d skipped by the consumer; seeking back to %d",
-                                self.topic, p, due, offset - 1, first)  # fmt: skip
-                    self._rewind[p] = (first, float("-inf"))
-                    await self._reseek(p)
-                    out.dropped += 1
-                    continue
+                records = await self._read(p, due, offset)
+                log.warning("%s[%d]: offsets %d..%d skipped by the consumer; %d records read from the broker",
+                            self.topic, p, due, offset - 1, len(records))  # fmt: skip
+                out.events.extend(Refilled(RefilledMessage(p, o, k, v)) for o, k, v in records)
+                self.refilled += len(records)
+                await self._fill(p, due, offset)
             out.events.append(event)
             self.next[p] = offset + 1
+            self._progress[p] = self._clock()
         return out
 
-    async def _reseek(self, p: int) -> None:
-        target, when = self._rewind[p]
+    async def due(self, partition: int) -> int:
+        """The next offset to admit from ``partition``."""
+        if not self._rebalanced and partition in self.next:
+            return self.next[partition]
+        generation = self.generation
+        due = (await self._committed([partition]))[partition]
+        if not self._rebalanced and generation == self.generation:
+            return self.next.setdefault(partition, due)
+        return due
+
+    async def stalled(self, partition: int, position: int | None) -> int | None:
+        """The offset to seek ``partition`` back to when the consumer's fetch ``position`` is past the due offset
+        and nothing was admitted for ``stall_s``: the consumer fetched records it never delivered (it keeps the
+        position of a partition that stays assigned across a rebalance, fetched under the old assignment).
+        None when the partition is fine; at most once per ``stall_s``."""
+        due = await self.due(partition)
         now = self._clock()
-        if now - when < self._reseek_s:
-            return
-        self._rewind[p] = (target, now)
-        try:
-            await self._seek(p, target)
-        except Exception as exc:  # revoked meanwhile, or the consumer is rebalancing: try again later
-            log.info("%s[%d]: seek to %d not possible now (%r)", self.topic, p, target, exc)
+        if position is None or position <= due:
+            self._progress[partition] = now
+            return None
+        if now - self._progress.setdefault(partition, now) < self._stall_s:
+            return None
+        self._progress[partition] = now
+        return due
 
 
 def faust_cursor(app: Any, topic: str, bootstrap: str, group_id: str, client_config: Mapping[str, Any]) -> Cursor:
-    """A cursor over ``topic`` for an agent of ``app``: committed offsets and first records read from the broker,
-    seeks through Faust's consumer, and a rebalance signalled by Faust's revocation."""
+    """A cursor over ``topic`` for an agent of ``app``: committed offsets and holes read from the broker, a
+    rebalance signalled by Faust's revocation, and a timer that seeks a stalled partition back
+    (:meth:`Cursor.stalled`)."""
 
     def committed_or_start(partitions: list[int]) -> dict[int, int]:
         # Never committed: the consumer starts at the log's start (auto.offset.reset=earliest).
@@ -140,19 +191,51 @@ def faust_cursor(app: Any, topic: str, bootstrap: str, group_id: str, client_con
     async def committed(partitions: list[int]) -> dict[int, int]:
         return await asyncio.get_running_loop().run_in_executor(None, committed_or_start, partitions)
 
-    async def first_record(partition: int, start: int, end: int) -> int | None:
+    async def read(partition: int, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
         return await asyncio.get_running_loop().run_in_executor(
-            None, first_offset, bootstrap, topic, partition, start, end, client_config
+            None, read_range, bootstrap, topic, partition, start, end, client_config
         )
 
-    async def seek(partition: int, offset: int) -> None:
-        await app.consumer.seek(TP(topic, partition), offset)
+    async def fill(partition: int, start: int, end: int) -> None:
+        await _FAUST_ADD_GAP(app.consumer, TP(topic, partition), start, end - 1)
 
-    cursor = Cursor(topic, committed, first_record, seek)
+    def owned() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+
+    cursor = Cursor(topic, committed, read, fill, owned=owned)
 
     def on_revoked(_app: Any, revoked: Any, **_kwargs: Any) -> None:
         cursor.rebalanced()
 
     app.on_partitions_revoked.connect(on_revoked)
 
+    async def audit() -> None:
+        if app.rebalancing:
+            return
+        consumer = app.consumer
+        for tp in [tp for tp in consumer.assignment() if tp.topic == topic]:
+            try:
+                target = await cursor.stalled(tp.partition, await consumer.position(tp))
+                if target is not None:
+                    log.warning("%s[%d]: fetched to %s but due at %d; seeking back", topic, tp.partition,
+                                await consumer.position(tp), target)  # fmt: skip
+                    # seek_wait runs on the consumer's thread and resets Faust's read offset of the partition.
+                    await consumer.seek_wait({tp: target})
+            except Exception as exc:  # revoked meanwhile, or the consumer is rebalancing: next round
+                log.info("%s[%d]: position check not possible now (%r)", topic, tp.partition, exc)
+
+    app.timer(1.0, name=f"cursor-{topic}")(audit)
+
     return cursor
+
+
+_FAUST_ADD_GAP = FaustConsumer._add_gap
+
+
+async def _no_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    """Faust's consumer calls this for every jump in the offsets it delivers: ignored (see the module docstring)."""
+
+
+def install() -> None:
+    """Stop Faust from counting offsets it did not deliver as acknowledged. Call before the app starts."""
+    setattr(FaustConsumer, "_add_gap", _no_gap)  # noqa: B010

@@ -50,7 +50,8 @@ def register_identity_writer(
 
     async def write(stream: Any) -> None:
         async for batch in stream.noack_take(batch_size, within=within_s):
-            events = (await cursor.admit(batch)).events
+            admitted = await cursor.admit(batch)
+            events = admitted.events
             if not events:
                 continue
             first = events[0].message.offset
@@ -65,8 +66,7 @@ def register_identity_writer(
             await publish(outputs["assignments"], out.assignments, retry, retries)
             resolved = bundle(codec, out.resolved, by_key, partitions, out.marks) if out.resolved or out.marks else []
             await publish_all([(outputs["merges"], out.merges), (outputs["resolved"], resolved)], retry, retries)
-            for event in events:
-                await stream.ack(event)
+            await cursor.ack(stream, events, admitted.generation)
 
     return app.agent(_raw(app, source), name="identity-write", concurrency=1)(write)
 

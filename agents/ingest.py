@@ -28,7 +28,7 @@ from typing import Any
 
 from agents.batching import PARTITIONER
 from agents.commit_marks import CommitMarks, fetch_marks
-from agents.cursor import faust_cursor
+from agents.cursor import Cursor, faust_cursor
 from agents.identity import wait_for_replica
 from agents.publish import EXIT_INFRA, EXIT_UPSTREAM_BROKEN, RetryPolicy, fatal, publish_all
 from pipeline.domain.eventtime import NEVER, Pos
@@ -77,6 +77,8 @@ class Held:
     positions: list[Pos]
     ends: dict[int, tuple[int, int]]  # partition -> (offset after the batch, mark there)
     ready_at: int  # the replica watermark must be above this
+    cursor: Cursor  # acknowledges the events
+    generation: int  # the cursor's generation when they were admitted
 
     @property
     def size(self) -> int:
@@ -91,6 +93,8 @@ class ChannelState:
 
     step: IngestStep
     stream: Any = None
+    cursor: Cursor | None = None
+    generation: int = 0  # the cursor's generation that ``expected`` belongs to
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     held: deque[Held] = field(default_factory=deque)
     expected: dict[int, int] = field(default_factory=dict)
@@ -101,6 +105,14 @@ class ChannelState:
     def active(self, partition: int) -> None:
         self.idle_links.discard(partition)
         self.idle_resolved.discard(partition)
+
+    def follow(self, generation: int) -> None:
+        """After a rebalance every partition resumes at its committed offset: forget where batches would start
+        and which event ids were seen past it."""
+        if generation > self.generation:
+            self.expected.clear()
+            self.step.rebalanced()
+            self.generation = generation
 
 
 async def restore_marks(channel: ChannelState, firsts: Mapping[int, int], committed: Committed) -> None:
@@ -159,7 +171,7 @@ class Ingest:
         batch_timer = self._metrics.batch_seconds.get(f"ingest:{step.channel}")
 
         c = self._committed
-        cursor = faust_cursor(app, step.source_topic, c.bootstrap, c.group_id, c.client_config)
+        cursor = channel.cursor = faust_cursor(app, step.source_topic, c.bootstrap, c.group_id, c.client_config)
 
         async def ingest(stream: Any) -> None:
             channel.stream = stream
@@ -168,10 +180,9 @@ class Ingest:
                 started = time.perf_counter()
                 admitted = await cursor.admit(events)
                 async with channel.lock:
-                    if admitted.reset:  # every partition resumes at its committed offset, with the mark there
-                        channel.expected.clear()
+                    channel.follow(admitted.generation)
                     if admitted.events:
-                        await self._take(channel, admitted.events)
+                        await self._take(channel, admitted.events, cursor, admitted.generation)
                         await self._route(channel)
                 batch_timer.observe(time.perf_counter() - started)
 
@@ -184,13 +195,15 @@ class Ingest:
                 async with channel.lock:
                     await self._route(channel)
 
-    async def _take(self, channel: ChannelState, events: list[Any]) -> None:
+    async def _take(self, channel: ChannelState, events: list[Any], cursor: Cursor, generation: int) -> None:
         step = channel.step
         batch = [RawMessage(e.message.key, e.message.value, e.message.partition, e.message.offset) for e in events]
         firsts: dict[int, int] = {}
         for msg in batch:
             firsts.setdefault(msg.partition, msg.offset)
         await restore_marks(channel, firsts, self._committed)
+        if generation != cursor.generation:  # revoked meanwhile: the new owner processes these again
+            return
         try:
             out = step.process_batch(batch)
         except UpstreamBrokenError as exc:
@@ -210,11 +223,17 @@ class Ingest:
             channel.expected[p], channel.seen[p] = end, now
             channel.active(p)
         ready = max((pos.order_time for pos in routed.positions), default=NEVER)
-        channel.held.append(Held(events, routed.records, routed.values, routed.positions, out.ends, ready))
+        channel.held.append(Held(events, routed.records, routed.values, routed.positions, out.ends, ready, cursor,
+                                 generation))  # fmt: skip
 
     async def _route(self, channel: ChannelState) -> None:
         """Route held batches in order while the replica's watermark is above them; then acknowledge them."""
         watermark = self._replica.watermark
+        # Batches admitted before a rebalance are processed again by their partitions' new owners; routing them
+        # here would report progress for partitions this worker may no longer own.
+        stale = [h for h in channel.held if h.generation != h.cursor.generation]
+        for held in stale:
+            channel.held.remove(held)
         batches: list[Held] = []
         while channel.held and channel.held[0].ready_at < watermark:
             batches.append(channel.held.popleft())
@@ -232,8 +251,7 @@ class Ingest:
         for p, (end, mark) in ends.items():
             self._committed.marks.record(step.source_topic, p, end, mark)
         for held in batches:
-            for event in held.events:
-                await channel.stream.ack(event)
+            await held.cursor.ack(channel.stream, held.events, held.generation)
         self._metrics.held.get(step.channel).set(sum(h.size for h in channel.held))
 
 
@@ -267,7 +285,7 @@ class IdleSources:
                 channel.active(p)
         for tp in assigned:
             found = self._channels.get(tp.topic)
-            if found is None or tp.partition in found.idle_resolved:
+            if found is None:
                 continue
             async with found.lock:
                 await self._check(consumer, found, tp)
@@ -275,6 +293,9 @@ class IdleSources:
     async def _check(self, consumer: Any, channel: ChannelState, tp: Any) -> None:
         p = tp.partition
         now = self._clock()
+        if p in channel.idle_resolved or channel.cursor is None:
+            return
+        channel.follow(channel.cursor.generation)
         if now - channel.seen.setdefault(p, now) < self._idle_s:
             return
         try:
@@ -283,25 +304,29 @@ class IdleSources:
             return
         if highwater is None or highwater < 0:
             return
-        if p not in channel.expected:  # nothing consumed here yet: caught up if the fetch position is the end
-            position = await consumer.position(tp)
-            if position is None or position < highwater:
+        if p not in channel.expected:  # nothing consumed here yet: caught up if the due offset is the end
+            due = await channel.cursor.due(p)
+            if due < highwater:
                 return
-            await restore_marks(channel, {p: position}, self._committed)
-            channel.expected[p] = position
+            await restore_marks(channel, {p: due}, self._committed)
+            channel.expected[p] = due
         if channel.expected[p] < highwater:
             return
-        mark = [Mark(input_source(tp.topic, p), channel.step.marks.get(p, NEVER), idle=True)]
-        sends = []
-        if p not in channel.idle_links:
-            sends.append((self._outputs.links, bundle(self._codec, (), lambda _key: 0, 1, mark)))
         # Towards the journey only once nothing of the partition is held: an idle mark there promises nothing more.
         resolved = not any(p in h.ends for h in channel.held)
+        mark = await self._send_idle(channel, tp, links=p not in channel.idle_links, resolved=resolved)
+        channel.idle_links.add(p)
+        if resolved:
+            channel.idle_resolved.add(p)
+            log.info("%s[%d] idle at mark %d (consumed to offset %d)", tp.topic, p, mark, highwater)
+
+    async def _send_idle(self, channel: ChannelState, tp: Any, links: bool, resolved: bool) -> int:
+        mark = [Mark(input_source(tp.topic, tp.partition), channel.step.marks.get(tp.partition, NEVER), idle=True)]
+        sends = []
+        if links:
+            sends.append((self._outputs.links, bundle(self._codec, (), lambda _key: 0, 1, mark)))
         if resolved:
             sends.append((self._outputs.resolved, bundle(self._codec, (), lambda _key: 0, self._outputs.partitions,
                                                          mark)))  # fmt: skip
         await publish_all(sends, self._retry, self._metrics.infra_retries)
-        channel.idle_links.add(p)
-        if resolved:
-            channel.idle_resolved.add(p)
-            log.info("%s[%d] idle at mark %d (consumed to offset %d)", tp.topic, p, mark[0].mark, highwater)
+        return mark[0].mark

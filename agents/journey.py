@@ -103,8 +103,7 @@ def register_journey(
                                                                   else 0)  # fmt: skip
                 outs.append(out)
             await _publish(outs, outputs, codec, partitions, retry, metrics)
-            for event in events:
-                await stream.ack(event)
+            await cursor.ack(stream, events, admitted.generation)
             owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
             _gauges(step, owned, journey_metrics, signal_metrics)
             timer.observe(time.perf_counter() - started)

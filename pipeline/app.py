@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from agents.batching import PARTITIONER
 from agents.commit_marks import CommitMarks, fetch_marks
 from agents.commit_marks import install as install_commit_marks
+from agents.cursor import install as install_gapless
 from agents.identity import register_identity_writer
 from agents.ingest import ChannelState, Committed, IdleSources, Ingest, IngestOutputs
 from agents.journey import register_journey
@@ -120,6 +121,7 @@ def create_app(
     client = settings_client_config(settings)
     marks = CommitMarks()
     install_commit_marks(app, marks)
+    install_gapless()
     committed = Committed(settings.kafka_bootstrap, settings.app_id, client, marks)
     codec = AvroCodec(build_registry(settings))
     metrics = ingest_metrics(registry)

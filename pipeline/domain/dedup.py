@@ -48,6 +48,10 @@ class DedupWindow:
             ids.popitem(last=False)
         return False
 
+    def clear(self) -> None:
+        """Forget every id (a rebalance: batches recorded here may be processed again from the committed offset)."""
+        self._ids.clear()
+
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids
 

@@ -72,11 +72,15 @@ class Sources:
     floor: int = NEVER
 
     def update(self, source: str, mark: int, idle: bool) -> bool:
-        """Record a progress report; returns whether anything changed. Marks never go back."""
+        """Record a progress report; returns whether anything changed. Marks never go back, and a report that
+        does not advance the mark does not end a source's idleness: it says nothing the idle mark did not (a
+        worker that lost the partition may send it after the new owner declared the partition idle)."""
         known = self.progress.get(source)
         if known is None:
             self.progress[source] = Progress(mark, idle)
             return True
+        if not idle and known.idle and mark <= known.mark:
+            return False
         changed = idle != known.idle or mark > known.mark
         known.mark = max(known.mark, mark)
         known.idle = idle

@@ -129,6 +129,10 @@ class IngestStep:
         self._lag = metrics.event_lag.get(channel)
         self._ratio = metrics.invalid_ratio.get(channel)
 
+    def rebalanced(self) -> None:
+        """Every partition resumes at its committed offset: ids recorded past it must not count as duplicates."""
+        self._dedup.clear()
+
     def set_mark(self, partition: int, mark: int) -> None:
         """Restore a partition's progress mark as of the offset the next batch starts at."""
         self.marks[partition] = mark

@@ -58,3 +58,10 @@ def test_matches_a_reference_model(ids: list[str], capacity: int) -> None:
             del remembered[:-capacity]
         assert window.seen(event_id) is expected
     assert len(window) == len(remembered)
+
+
+def test_clear_forgets_every_id() -> None:
+    w = DedupWindow(capacity=3)
+    assert not w.seen("a")
+    w.clear()
+    assert len(w) == 0 and not w.seen("a") and w.seen("a")
