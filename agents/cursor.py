@@ -12,7 +12,7 @@ a hole. The cursor reads the hole's records straight from the broker and admits 
 events, before the message that revealed it. Seeking Faust's consumer back instead is not reliable while
 messages are in flight: its fetch loop drops every message below the highest offset it has handed out, and a
 batch fetched before the seek moves that offset past the seek again. A hole at the end of a partition has no
-message after it; a timer finds it (the fetch position is past the due offset and nothing came for a while)
+message after it; a timer finds it (the fetch position is past the due offset and nothing came for 2 s)
 and seeks back then, when nothing of the partition is in flight.
 
 A rebalance is applied at the next :meth:`Cursor.admit`, not when it is signalled: the agent may still be
@@ -86,7 +86,7 @@ class Cursor:
     """The next offset due per partition of one source topic (see the module docstring)."""
 
     def __init__(
-        self, topic: str, committed: CommittedFn, read: ReadFn, fill: FillFn, stall_s: float = 3.0,
+        self, topic: str, committed: CommittedFn, read: ReadFn, fill: FillFn, stall_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic, owned: Callable[[], Collection[int]] | None = None,
     ) -> None:  # fmt: skip
         self.topic = topic
@@ -99,6 +99,7 @@ class Cursor:
         self._read = read
         self._fill = fill
         self._rebalanced = False
+        self._fresh: dict[int, int] = {}  # committed offsets read since the rebalance, before the next batch
         self.refilled = 0
         self.generation = 0
 
@@ -106,6 +107,8 @@ class Cursor:
         """A rebalance happened: every partition resumes at its committed offset (applied at the next batch)."""
         self._rebalanced = True
         self.generation += 1
+        self._fresh.clear()
+        self._progress.clear()
 
     async def ack(self, stream: Any, events: Iterable[Any], generation: int) -> None:
         """Acknowledge the Faust events among ``events``, admitted in ``generation``. Events of an earlier
@@ -123,8 +126,8 @@ class Cursor:
         out = Admitted(generation=self.generation)
         if self._rebalanced:
             self._rebalanced, out.reset = False, True
-            self.next.clear()
-            self._progress.clear()
+            self.next = dict(self._fresh)  # nothing was committed since: still the committed offsets
+            self._fresh.clear()
         if self._owned is not None:  # a batch fetched before a rebalance can hold partitions assigned elsewhere now
             owned = self._owned()
             mine = [e for e in events if e.message.partition in owned]
@@ -152,12 +155,13 @@ class Cursor:
 
     async def due(self, partition: int) -> int:
         """The next offset to admit from ``partition``."""
-        if not self._rebalanced and partition in self.next:
-            return self.next[partition]
+        known = self._fresh if self._rebalanced else self.next
+        if partition in known:
+            return known[partition]
         generation = self.generation
         due = (await self._committed([partition]))[partition]
-        if not self._rebalanced and generation == self.generation:
-            return self.next.setdefault(partition, due)
+        if generation == self.generation:
+            return (self._fresh if self._rebalanced else self.next).setdefault(partition, due)
         return due
 
     async def stalled(self, partition: int, position: int | None) -> int | None:
@@ -165,15 +169,17 @@ class Cursor:
         and nothing was admitted for ``stall_s``: the consumer fetched records it never delivered (it keeps the
         position of a partition that stays assigned across a rebalance, fetched under the old assignment).
         None when the partition is fine; at most once per ``stall_s``."""
-        due = await self.due(partition)
         now = self._clock()
-        if position is None or position <= due:
+        if position is None:
+            return None
+        if not self._rebalanced and position <= self.next.get(partition, position + 1):
             self._progress[partition] = now
             return None
         if now - self._progress.setdefault(partition, now) < self._stall_s:
-            return None
+            return None  # the broker is asked only once the partition looks stalled
         self._progress[partition] = now
-        return due
+        due = await self.due(partition)
+        return due if position > due else None
 
 
 def faust_cursor(app: Any, topic: str, bootstrap: str, group_id: str, client_config: Mapping[str, Any]) -> Cursor:
