@@ -105,6 +105,8 @@ def killed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: 
     wait_group_stable(run.env.settings(), 2)
     join = produce_in_background(run.env, inp.messages, rate=len(inp.messages) / 45)
     for kill in range(2):
+        if kill:  # the restarted worker has joined and taken its partitions over: a running member is killed
+            wait_group_stable(run.env.settings(), 2, settle_s=1.0)
         time.sleep(8)
         assert victim.alive(), victim.log_tail()
         before = committed(run, ("web", "mobile", "store", "social"))
