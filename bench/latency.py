@@ -93,7 +93,7 @@ def emitted_latencies(bootstrap: str, topics: dict[str, tuple[str, str]], since_
     """Kafka timestamp minus the event time carried in ``field``, per ``kind -> (topic, field)``, for events
     after ``since_ms``; records without the field (journey-control messages on resolved-events) are skipped, and
     an event bundle counts once per entry (each entry was emitted when the bundle was)."""
-    from pipeline.steps.bundles import expand
+    from pipeline.steps.bundles import read
     from schemas.codec import AvroCodec
     from schemas.registry import FileSchemaRegistry
 
@@ -115,8 +115,8 @@ def emitted_latencies(bootstrap: str, topics: dict[str, tuple[str, str]], since_
                         break
                     for tp, records in batch.items():
                         for rec in records:
-                            for _key, value in expand(codec, rec.key or b"", rec.value):
-                                at = codec.decode(value).record.get(field_name)
+                            for entry in read(codec, rec.key or b"", rec.value)[0]:
+                                at = codec.decode(entry.value).record.get(field_name)
                                 if at is not None and int(at) >= since_ms:
                                     samples.append(int(rec.timestamp) - int(at))
                         if records and records[-1].offset + 1 >= ends[tp]:
