@@ -77,7 +77,6 @@ class Held:
     positions: list[Pos]
     ends: dict[int, tuple[int, int]]  # partition -> (offset after the batch, mark there)
     ready_at: int  # the replica watermark must be above this
-    cursor: Cursor  # acknowledges the events
     generation: int  # the cursor's generation when they were admitted
 
     @property
@@ -112,6 +111,9 @@ class ChannelState:
         if generation > self.generation:
             self.expected.clear()
             self.step.rebalanced()
+            # Held batches were admitted before: their partitions' owners process them again, and routing them
+            # here would report progress for partitions this worker may no longer own.
+            self.held.clear()
             self.generation = generation
 
 
@@ -223,17 +225,15 @@ class Ingest:
             channel.expected[p], channel.seen[p] = end, now
             channel.active(p)
         ready = max((pos.order_time for pos in routed.positions), default=NEVER)
-        channel.held.append(Held(events, routed.records, routed.values, routed.positions, out.ends, ready, cursor,
-                                 generation))  # fmt: skip
+        channel.held.append(Held(events, routed.records, routed.values, routed.positions, out.ends, ready, generation))
 
     async def _route(self, channel: ChannelState) -> None:
         """Route held batches in order while the replica's watermark is above them; then acknowledge them."""
         watermark = self._replica.watermark
-        # Batches admitted before a rebalance are processed again by their partitions' new owners; routing them
-        # here would report progress for partitions this worker may no longer own.
-        stale = [h for h in channel.held if h.generation != h.cursor.generation]
-        for held in stale:
-            channel.held.remove(held)
+        cursor = channel.cursor
+        if cursor is None:  # not registered yet: nothing is held
+            return
+        channel.follow(cursor.generation)
         batches: list[Held] = []
         while channel.held and channel.held[0].ready_at < watermark:
             batches.append(channel.held.popleft())
@@ -251,7 +251,7 @@ class Ingest:
         for p, (end, mark) in ends.items():
             self._committed.marks.record(step.source_topic, p, end, mark)
         for held in batches:
-            await held.cursor.ack(channel.stream, held.events, held.generation)
+            await cursor.ack(channel.stream, held.events, held.generation)
         self._metrics.held.get(step.channel).set(sum(h.size for h in channel.held))
 
 
