@@ -12,8 +12,11 @@ a hole. The cursor reads the hole's records straight from the broker and admits 
 events, before the message that revealed it. Seeking Faust's consumer back instead is not reliable while
 messages are in flight: its fetch loop drops every message below the highest offset it has handed out, and a
 batch fetched before the seek moves that offset past the seek again. A hole at the end of a partition has no
-message after it; a timer finds it (the fetch position is past the due offset and nothing came for 2 s)
-and seeks back then, when nothing of the partition is in flight.
+message after it; a timer finds it and seeks back. Such holes come from a rebalance (a partition that stays
+assigned keeps its fetch position, and what was fetched under the old assignment is never delivered), so the
+timer looks only at partitions that admitted nothing since the last rebalance and whose fetch position is past
+the due offset for 2 s. Once a partition admitted in the current assignment, a fetch position ahead of the due
+offset means messages in flight (a busy agent, a paused partition), never a reason to seek.
 
 A rebalance is applied at the next :meth:`Cursor.admit`, not when it is signalled: the agent may still be
 finishing a batch of the old assignment then, and that batch must not move the new positions.
@@ -100,6 +103,7 @@ class Cursor:
         self._fill = fill
         self._rebalanced = False
         self._fresh: dict[int, int] = {}  # committed offsets read since the rebalance, before the next batch
+        self._synced: set[int] = set()  # partitions that admitted a message since the last rebalance
         self.refilled = 0
         self.generation = 0
 
@@ -109,6 +113,7 @@ class Cursor:
         self.generation += 1
         self._fresh.clear()
         self._progress.clear()
+        self._synced.clear()
 
     async def ack(self, stream: Any, events: Iterable[Any], generation: int) -> None:
         """Acknowledge the Faust events among ``events``, admitted in ``generation``. Events of an earlier
@@ -150,7 +155,11 @@ class Cursor:
                 await self._fill(p, due, offset)
             out.events.append(event)
             self.next[p] = offset + 1
-            self._progress[p] = self._clock()
+        if out.events:
+            now = self._clock()
+            for p in {e.message.partition for e in out.events}:
+                self._progress[p] = now
+                self._synced.add(p)
         return out
 
     async def due(self, partition: int) -> int:
@@ -165,12 +174,12 @@ class Cursor:
         return due
 
     async def stalled(self, partition: int, position: int | None) -> int | None:
-        """The offset to seek ``partition`` back to when the consumer's fetch ``position`` is past the due offset
-        and nothing was admitted for ``stall_s``: the consumer fetched records it never delivered (it keeps the
-        position of a partition that stays assigned across a rebalance, fetched under the old assignment).
-        None when the partition is fine; at most once per ``stall_s``."""
+        """The offset to seek ``partition`` back to when it admitted nothing since the last rebalance and the
+        consumer's fetch ``position`` stayed past the due offset for ``stall_s``: the consumer fetched records it
+        never delivered (it keeps the position of a partition that stays assigned across a rebalance, fetched
+        under the old assignment). None when the partition is fine; at most once per ``stall_s``."""
         now = self._clock()
-        if position is None:
+        if position is None or partition in self._synced:
             return None
         if not self._rebalanced and position <= self.next.get(partition, position + 1):
             self._progress[partition] = now

@@ -8,8 +8,12 @@ following on from the last one this process handled (first batch, reassignment, 
 rebalance): from its persisted partition state, the due times in the record headers, and a re-read of the
 resolved-events messages that still held pending items.
 
-Order per batch: write the records, publish every output and wait for the broker's acks, then acknowledge the
-inputs; Faust flushes the changelog before it commits offsets.
+Order per batch: write the records to the table's store, publish the records' changelog messages and every
+output and wait for the broker's acks, then acknowledge the inputs (Faust commits acknowledged offsets later).
+The changelog messages are published with the outputs, in one batch, rather than through Faust's
+``table[key] = value``: that queues one message at a time in Faust's producer buffer, whose one-by-one
+draining throttled the whole worker (a record per customer per batch). Recovery is Faust's all the same: the
+messages go to the table's changelog topic, on the key's partition (the table uses Kafka's partitioner).
 """
 
 from __future__ import annotations
@@ -91,18 +95,22 @@ def register_journey(
                 by_partition.setdefault(e.message.partition, []).append((e.message.offset, e.message.key or b"",
                                                                          e.message.value))  # fmt: skip
             outs: list[JourneyOutput] = []
+            changelog: list[KeyValue] = []
+            store = table.data
             for partition, messages in sorted(by_partition.items()):
                 if expected_next.get(partition) != messages[0][0] or partition not in step.partitions:
                     await restore(partition, messages[0][0])
                 out = step.process(partition, messages, load)
                 tag = expected_next[partition] = messages[-1][0] + 1
-                for key, (body, due) in out.states.items():
-                    table[key] = pack(tag, due, body)
-                table[state_key(partition, partitions)] = pack(tag, None, out.partition_state)
+                written = [(key, pack(tag, due, body)) for key, (body, due) in out.states.items()]
+                written.append((state_key(partition, partitions), pack(tag, None, out.partition_state)))
+                for key, value in written:
+                    store[key] = value
+                changelog.extend(written)
                 journey_metrics.watermark.get(str(partition)).set(out.watermark / 1000 if out.watermark > NEVER
                                                                   else 0)  # fmt: skip
                 outs.append(out)
-            await _publish(outs, outputs, codec, partitions, retry, metrics)
+            await _publish(outs, [(table.changelog_topic, changelog)], outputs, codec, partitions, retry, metrics)
             await cursor.ack(stream, events, admitted.generation)
             owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
             _gauges(step, owned, journey_metrics, signal_metrics)
@@ -112,8 +120,8 @@ def register_journey(
 
 
 async def _publish(
-    outs: list[JourneyOutput], outputs: Mapping[str, Any], codec: AvroCodec, partitions: int, retry: RetryPolicy,
-    metrics: IngestMetrics,
+    outs: list[JourneyOutput], state: list[tuple[Any, Sequence[KeyValue]]], outputs: Mapping[str, Any],
+    codec: AvroCodec, partitions: int, retry: RetryPolicy, metrics: IngestMetrics,
 ) -> None:  # fmt: skip
     entries = [e for o in outs for e in o.entries]
     by_key: Callable[[bytes], int] = lambda key: partition_of(key, partitions)  # noqa: E731
@@ -124,6 +132,7 @@ async def _publish(
 
     # Stages before signals: a consumer sees the stage a signal refers to.
     first: list[tuple[Any, Sequence[KeyValue]]] = [
+        *state,
         (outputs["sessions"], gather(lambda o: o.sessions)),
         (outputs["failed"], gather(lambda o: o.failed)),
         (outputs["journey-stages"], gather(lambda o: o.journey.transitions)),

@@ -12,6 +12,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from agents.align import Alignment
 from agents.batching import PARTITIONER
 from agents.commit_marks import CommitMarks, fetch_marks
 from agents.commit_marks import install as install_commit_marks
@@ -51,6 +52,7 @@ class WorkerTuning:
     batch_size: int = 1000
     batch_within_s: float = 0.05
     route_interval_s: float = 0.02  # how often held batches are checked against the identity writer's watermark
+    align_interval_s: float = 0.1  # how often input partitions are paused or resumed by their progress
 
 
 def build_registry(settings: Settings) -> SchemaRegistry:
@@ -153,6 +155,12 @@ def create_app(
         ingest.register(app, state, tuning.batch_size, tuning.batch_within_s)
     idle = IdleSources(app, channels, outputs, codec, committed, settings.source_idle_s, retry, metrics)
     app.timer(interval=min(1.0, settings.source_idle_s / 4), name="idle-sources")(idle.check)
+    align = Alignment(app, [c.step for c in channels], replica, int(settings.align_ahead_s * 1000), metrics)
+
+    async def align_inputs() -> None:
+        align.check()
+
+    app.timer(interval=tuning.align_interval_s, name="align-inputs")(align_inputs)
 
     async def route_held() -> None:
         await ingest.route(channels)

@@ -46,6 +46,7 @@ class IngestMetrics:
     infra_retries: ChildCache[Counter]
     invalid_ratio: ChildCache[Gauge]
     held: ChildCache[Gauge]
+    paused: ChildCache[Gauge]
 
 
 def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
@@ -124,6 +125,15 @@ def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
             Gauge(
                 "ingest_held_messages",
                 "Input messages waiting for the identity writer's watermark before they are routed",
+                ["channel"],
+                namespace=ns,
+                registry=registry,
+            )
+        ),
+        paused=ChildCache(
+            Gauge(
+                "ingest_paused_partitions",
+                "Input partitions paused because their progress ran too far past the watermark",
                 ["channel"],
                 namespace=ns,
                 registry=registry,

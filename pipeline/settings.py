@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     source_idle_s: float = Field(
         10.0, gt=0, description="A partition consumed to its end and silent this long stops holding the watermark"
     )
+    align_ahead_s: float = Field(
+        21600.0, gt=0, description="Pause reading an input partition whose progress is this far past the watermark"
+    )
 
     # --- identity and sessions ----------------------------------------------------------------------------
     session_gap_s: float = Field(1800.0, description="Inactivity gap that ends a session (event time)")
@@ -117,6 +120,7 @@ class Settings(BaseSettings):
         False, description="Rejoin with the same partitions after a restart within the session timeout"
     )
     shutdown_timeout_s: float = Field(45.0, gt=0, description="SIGTERM: exit 70 if the clean stop takes longer")
+    event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", description="Event loop of a worker's threads")
     log_level: str = Field("INFO", description="Log level")
 
     def topic(self, name: str) -> str:

@@ -197,27 +197,48 @@ def test_install_stops_faust_counting_undelivered_offsets_as_acknowledged() -> N
     assert probe._gap == {} and FaustConsumer._add_gap is faust_aiokafka.Consumer._add_gap
 
 
-def test_a_partition_fetched_past_the_due_offset_without_deliveries_is_sought_back_once_per_interval() -> None:
+def test_a_partition_silent_since_a_rebalance_while_fetched_past_its_due_offset_is_sought_back() -> None:
     consumer = Consumer(list(range(20)))
     clock = [0.0]
     cursor = Cursor("t", consumer.committed_offsets, consumer.read, consumer.fill, stall_s=3.0,
                     clock=lambda: clock[0])  # fmt: skip
 
     async def run() -> None:
-        await cursor.admit(consumer.fetch(5))
-        assert await cursor.stalled(0, 5) is None  # caught up with the fetch position
-        assert await cursor.stalled(0, 12) is None  # in flight: give the consumer time to deliver
-        clock[0] = 2.0
-        await cursor.admit(consumer.fetch(2))  # progress
-        clock[0] = 4.5
+        consumer.committed = 7
+        cursor.rebalanced()  # the consumer kept fetch position 12 across it and delivers nothing
+        assert await cursor.stalled(0, 7) is None  # fetched up to the due offset: nothing undelivered
+        assert await cursor.stalled(0, 12) is None  # give the consumer time to deliver
+        clock[0] = 2.9
         assert await cursor.stalled(0, 12) is None
-        clock[0] = 5.1
+        clock[0] = 3.1
         assert await cursor.stalled(0, 12) == 7  # nothing admitted for 3 s while fetched to 12
-        clock[0] = 6.0
+        clock[0] = 4.0
         assert await cursor.stalled(0, 12) is None  # not again within the interval
+        clock[0] = 6.2
+        assert await cursor.stalled(0, 12) == 7  # still nothing: again
+
+    asyncio.run(run())
+
+
+def test_a_partition_that_admitted_since_the_rebalance_is_never_sought_back() -> None:
+    consumer = Consumer(list(range(20)))
+    clock = [0.0]
+    cursor = Cursor("t", consumer.committed_offsets, consumer.read, consumer.fill, stall_s=3.0,
+                    clock=lambda: clock[0])  # fmt: skip
+
+    async def run() -> None:
+        cursor.rebalanced()
+        await cursor.admit(consumer.fetch(5))
+        for t in (1.0, 5.0, 60.0):  # fetched to 12, delivered to 5: in flight (a busy agent, a paused partition)
+            clock[0] = t
+            assert await cursor.stalled(0, 12) is None
         cursor.rebalanced()
         consumer.committed = 3
         assert await cursor.due(0) == 3  # a rebalance is pending: the committed offset is due
+        clock[0] = 61.0
+        assert await cursor.stalled(0, 12) is None
+        clock[0] = 64.5
+        assert await cursor.stalled(0, 12) == 3  # a new assignment: silent again, so sought back
 
     asyncio.run(run())
 

@@ -1,0 +1,82 @@
+"""Watermark alignment of a worker's input partitions (the rule: :mod:`pipeline.domain.alignment`).
+
+A periodic check pauses fetching of every assigned channel partition whose progress mark is more than the
+configured bound past the identity writer's watermark (as the worker's replica sees it), and resumes it once
+the watermark has caught up. The identity writer's watermark is the minimum over every channel partition of
+the group, so partitions of other workers align too.
+
+Guarantees: in a backlog, what waits for the watermark (held ingest batches, events buffered in the journey
+state) stays within about ``max_ahead`` of event time per partition instead of growing with the backlog.
+Not guaranteed: an exact bound -- messages Faust fetched before the pause are still delivered. Nothing is
+decided here that results depend on: pausing only changes when a partition is read, never what it contains.
+The check stays out of the way of a rebalance and of table recovery, which pause and resume partitions
+themselves; the next check after them pauses again what is still ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.domain.alignment import ahead
+from pipeline.identity.replica import AssignmentReplica
+from pipeline.metrics import IngestMetrics
+from pipeline.steps.ingest import IngestStep
+
+log = logging.getLogger(__name__)
+
+
+class Alignment:
+    """Pauses and resumes the channel partitions of one worker; run :meth:`check` from a periodic timer."""
+
+    def __init__(
+        self, app: Any, steps: Sequence[IngestStep], replica: AssignmentReplica, max_ahead_ms: int,
+        metrics: IngestMetrics,
+    ) -> None:  # fmt: skip
+        self._app = app
+        self._steps = {step.source_topic: step for step in steps}
+        self._replica = replica
+        self._max_ahead = max_ahead_ms
+        self._metrics = metrics
+        self._paused: set[Any] = set()
+
+    def check(self) -> None:
+        """Pause what runs ahead and resume what no longer does (see the module docstring)."""
+        app = self._app
+        if app.rebalancing or app.in_recovery:
+            return
+        consumer = app.consumer
+        assigned = consumer.assignment()
+        watermark = self._replica.watermark
+        pause: set[Any] = set()
+        for topic, step in self._steps.items():
+            tps = {tp.partition: tp for tp in assigned if tp.topic == topic}
+            marks = {p: step.marks[p] for p in tps if p in step.marks}
+            paused = {tps[p] for p in ahead(marks, watermark, self._max_ahead)}
+            pause |= paused
+            self._metrics.paused.get(step.channel).set(len(paused))
+        resume = {tp for tp in self._paused - pause if tp in assigned}
+        if resume:
+            _set_paused(consumer, resume, paused=False)
+        if pause:
+            # Again every round: Faust resumes a partition whose stream buffer drained, and after a recovery.
+            _set_paused(consumer, pause, paused=True)
+        if pause != self._paused:
+            log.debug("aligned to watermark %d: %d partitions paused", watermark, len(pause))
+        self._paused = pause
+
+
+def _set_paused(consumer: Any, tps: set[Any], paused: bool) -> None:
+    """Faust's ``pause_partitions`` and ``resume_partitions``, except that the set of active partitions is
+    replaced, not changed in place. Faust's fetch loop keeps that set while it hands out a fetched batch and
+    skips the batch's remaining records of every partition that leaves it meanwhile -- records whose offsets
+    were consumed all the same, so pausing in place opens a hole in the partition. The batch in flight keeps
+    the old set and is handed out whole; the next fetch asks for the new one."""
+    active = consumer._get_active_partitions()
+    if paused:
+        consumer._active_partitions = active - tps
+        consumer._paused_partitions.update(tps)
+    else:
+        consumer._active_partitions = active | tps
+        consumer._paused_partitions.difference_update(tps)
