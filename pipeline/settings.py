@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(300.0, description="Reject events stamped further in the future")
     late_horizon_s: float = Field(400 * 86400.0, description="Reject events older than this (seconds)")
     max_event_bytes: int = Field(65536, description="Reject raw messages larger than this")
+    failed_original_max_bytes: int = Field(
+        262144, ge=0, description="A failed event keeps a larger original by reference only (broker size limit)"
+    )
     dedup_capacity: int = Field(1_000_000, description="Event ids remembered per worker for dedup")
     invalid_ratio_limit: float = Field(0.5, gt=0, le=1, description="Stop when invalid share passes this")
     invalid_window: int = Field(2000, ge=10, description="Events in the invalid-share window")

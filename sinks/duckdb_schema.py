@@ -167,10 +167,16 @@ def _ensure_table(con: duckdb.DuckDBPyConnection, table: BoundTable) -> None:
         stored = existing.get(column.name)
         if stored is None:
             con.execute(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {column.sql_type}")
+        elif (stored, canonical) in _WIDENINGS:  # a newer contract version widened the type (Avro promotion)
+            con.execute(f"ALTER TABLE {quote(table.name)} ALTER COLUMN {quote(column.name)} TYPE {column.sql_type}")
         elif stored != canonical:
             raise SchemaMismatchError(
                 f"{table.name}.{column.name} is stored as {stored} but {table.spec.subject} now says {canonical}"
             )
+
+
+#: (stored, wanted) column types a table is altered from in place: the promotions Avro allows a reader.
+_WIDENINGS = frozenset({("INTEGER", "BIGINT"), ("INTEGER", "DOUBLE"), ("BIGINT", "DOUBLE"), ("FLOAT", "DOUBLE")})
 
 
 def _canonical_type(con: duckdb.DuckDBPyConnection, sql_type: str) -> str:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pycountry
 
+from pipeline.domain.identifiers import identifier_problem
 from pipeline.domain.pii import Pseudonymiser, clean_identifier
 from pipeline.domain.records import CustomerEventRecord, FailureType, LineItemRecord, Rejection, SourceRef
 from pipeline.settings import CHANNELS
@@ -37,9 +38,12 @@ class IngestPolicy:
     max_future_skew_ms: int
     late_horizon_ms: int
     max_event_bytes: int
+    #: a failed event keeps a larger original by reference only (it must fit the broker's message limit)
+    failed_original_max_bytes: int = 262_144
 
     def __post_init__(self) -> None:
-        if self.max_future_skew_ms < 0 or self.late_horizon_ms <= 0 or self.max_event_bytes <= 0:
+        if (self.max_future_skew_ms < 0 or self.late_horizon_ms <= 0 or self.max_event_bytes <= 0
+                or self.failed_original_max_bytes < 0):  # fmt: skip
             raise ValueError(f"invalid ingest policy: {self}")
 
     @classmethod
@@ -49,7 +53,32 @@ class IngestPolicy:
             max_future_skew_ms=round(settings.max_future_skew_s * 1000),
             late_horizon_ms=round(settings.late_horizon_s * 1000),
             max_event_bytes=settings.max_event_bytes,
+            failed_original_max_bytes=settings.failed_original_max_bytes,
         )
+
+
+#: Bounds that keep every sum of money in Avro's long (2**63 - 1): an event's money (its amount, and every line's
+#: unit price x quantity, and their total) is at most MAX_EVENT_MINOR (10**11 minor units: a billion in a
+#: two-decimal currency), so a session, a customer's lifetime or a day's channel revenue overflows only beyond
+#: 92 million events of the maximum. A quantity above MAX_QUANTITY per line is a typo or an attack.
+MAX_EVENT_MINOR = 10**11
+MAX_QUANTITY = 10_000
+
+
+def money_problem(
+    amount_minor: int | None, unit_price_minor: int | None, quantity: int | None, items: list[dict[str, Any]]
+) -> tuple[str, str] | None:
+    """(rule, reason) when a quantity or an amount of an event is out of range (see MAX_EVENT_MINOR)."""
+    quantities = [q for q in (quantity, *(item["quantity"] for item in items)) if q is not None]
+    if any(q > MAX_QUANTITY for q in quantities):
+        return "invalid_quantity", f"a quantity of {max(quantities)} > {MAX_QUANTITY}"
+    lines = [item["unit_price_minor"] * item["quantity"] for item in items]
+    if unit_price_minor is not None:
+        lines.append(unit_price_minor * (quantity or 1))
+    total = max(amount_minor or 0, sum(lines), *lines) if lines else (amount_minor or 0)
+    if total > MAX_EVENT_MINOR:
+        return "amount_out_of_range", f"money of {total} minor units > {MAX_EVENT_MINOR}"
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -58,8 +87,11 @@ def known_currencies() -> frozenset[str]:
     return frozenset(c.alpha_3 for c in pycountry.currencies) - _NOT_MONEY
 
 
-def size_check(value: bytes, policy: IngestPolicy) -> Rejection | None:
-    """Reject a raw message larger than ``policy.max_event_bytes`` before anything decodes it."""
+def size_check(value: bytes | None, policy: IngestPolicy) -> Rejection | None:
+    """Reject a message without a value (a null record, e.g. a tombstone) or larger than
+    ``policy.max_event_bytes`` before anything decodes it."""
+    if value is None:
+        return Rejection(FailureType.DECODE_ERROR, "null_value", "the message has no value (null)")
     size = len(value)
     if size > policy.max_event_bytes:
         return Rejection(FailureType.SIZE_VIOLATION, "too_large", f"{size} bytes > limit {policy.max_event_bytes}")
@@ -112,10 +144,11 @@ def canonicalise(
     """Validate one decoded channel record and return the canonical event, or the first rule it breaks.
 
     Rules, checked in this order: non-empty event_id; at least one real identifier after placeholders
-    are dropped and email/phone are pseudonymised; event_time within [now - late_horizon, now +
-    max_future_skew]; amounts >= 0; quantities >= 1; a known currency whenever money is present (and
-    whenever a currency is given); the fields each event type needs; rating in 1..5 and sentiment in
-    [-1, 1] when present. Raw email, phone and social post text never reach the output.
+    are dropped and email/phone are pseudonymised, each of a valid shape (:mod:`pipeline.domain.identifiers`);
+    event_time within [now - late_horizon, now + max_future_skew]; amounts >= 0; quantities >= 1; quantities and
+    money within the bounds that keep every sum in range (:func:`money_problem`); a known currency whenever
+    money is present (and whenever a currency is given); the fields each event type needs; rating in 1..5 and
+    sentiment in [-1, 1] when present. Raw email, phone and social post text never reach the output.
 
     ``order_id`` is the web/app order id or the store receipt id; for a store ``return`` it is the
     *original* receipt id when known (falling back to the return's own receipt id), so a return points
@@ -132,6 +165,9 @@ def canonicalise(
         return Rejection(_VALIDATION, "missing_field", "event_id is empty", None, schema_id)
 
     ids = env["identifiers"]
+    problem = identifier_problem(ids)
+    if problem is not None:
+        return Rejection(_VALIDATION, "invalid_identifier", problem, event_id, schema_id)
     anonymous_id = clean_identifier(ids.get("anonymous_id"))
     device_id = clean_identifier(ids.get("device_id"))
     customer_id = clean_identifier(ids.get("customer_id"))
@@ -176,6 +212,10 @@ def canonicalise(
         if item["quantity"] < 1:
             reason = f"line item {item['product_id']!r} has quantity {item['quantity']} < 1"
             return Rejection(_VALIDATION, "invalid_quantity", reason, event_id, schema_id)
+
+    out_of_range = money_problem(amount_minor, unit_price_minor, quantity, items_in)
+    if out_of_range is not None:
+        return Rejection(_VALIDATION, out_of_range[0], out_of_range[1], event_id, schema_id)
 
     currency = _text(get("currency"))
     if currency is not None:

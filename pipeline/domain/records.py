@@ -68,7 +68,8 @@ class CustomerEventRecord(TypedDict):
 
 
 class FailedEventRecord(TypedDict):
-    """``omnistream.failed.FailedEvent``: an input kept whole, sealed, so it can be inspected and replayed."""
+    """``omnistream.failed.FailedEvent``: an input kept sealed (by reference when large), for inspection and
+    replay."""
 
     failure_type: str
     rule: str
@@ -79,7 +80,9 @@ class FailedEventRecord(TypedDict):
     source_partition: int
     source_offset: int
     source_key_sealed: str | None
-    original_sealed: str
+    original_sealed: str | None
+    original_bytes: int | None
+    original_hmac: str | None
     processor: str
     failed_at: int
 
@@ -126,18 +129,23 @@ def failed_event_record(
     partition: int,
     offset: int,
     key: bytes | None,
-    value: bytes,
+    value: bytes | None,
     processor: str,
     failed_at_ms: int,
     *,
     seal: Callable[[bytes], str],
+    keep_max_bytes: int | None = None,
+    fingerprint: Callable[[bytes], str] | None = None,
 ) -> FailedEventRecord:
-    """Build a failed-event record ready to Avro-encode with ``failed-event/v1.avsc``.
+    """Build a failed-event record ready to Avro-encode with the latest ``failed-event`` version.
 
     The original key and value are kept byte-exact but sealed with ``seal`` (in production
     ``pipeline.domain.quarantine.Quarantine.seal``): a rejected input can still hold raw PII, so it never
-    travels in clear. There is deliberately no unsealed default.
+    travels in clear. There is deliberately no unsealed default. A value longer than ``keep_max_bytes`` is kept
+    by reference only (its source coordinates, length and ``fingerprint``), so that the failed event itself
+    always fits the broker's message limit; a null value has nothing to keep.
     """
+    by_reference = value is not None and _too_long(value, keep_max_bytes)
     return {
         "failure_type": str(rejection.failure_type),
         "rule": rejection.rule,
@@ -147,8 +155,14 @@ def failed_event_record(
         "source_topic": source_topic,
         "source_partition": partition,
         "source_offset": offset,
-        "source_key_sealed": None if key is None else seal(key),
-        "original_sealed": seal(value),
+        "source_key_sealed": None if key is None or _too_long(key, keep_max_bytes) else seal(key),
+        "original_sealed": None if value is None or by_reference else seal(value),
+        "original_bytes": None if value is None else len(value),
+        "original_hmac": None if value is None or fingerprint is None else fingerprint(value),
         "processor": processor,
         "failed_at": failed_at_ms,
     }
+
+
+def _too_long(data: bytes, limit: int | None) -> bool:
+    return limit is not None and len(data) > limit

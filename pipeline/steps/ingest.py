@@ -27,7 +27,7 @@ from pipeline import __version__
 from pipeline.clock import Clock
 from pipeline.domain.dedup import DedupWindow
 from pipeline.domain.eventtime import NEVER, RANK_EVENT, Pos, place
-from pipeline.domain.guard import InvalidRatioGuard
+from pipeline.domain.guard import InvalidRatioGuard, UpstreamBrokenError
 from pipeline.domain.ingest import IngestPolicy, canonicalise, size_check
 from pipeline.domain.pii import Pseudonymiser
 from pipeline.domain.quarantine import Quarantine
@@ -40,7 +40,7 @@ from pipeline.domain.records import (
 )
 from pipeline.metrics import IngestMetrics
 from schemas.codec import AvroCodec
-from schemas.errors import CodecError
+from schemas.errors import CodecError, RegistryUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class RawMessage:
     """One consumed input message."""
 
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a null record (a tombstone), rejected
     partition: int
     offset: int
 
@@ -115,6 +115,7 @@ class IngestStep:
         self._policy = policy
         self._pseudonymiser = pseudonymiser
         self._seal = quarantine.seal
+        self._fingerprint = quarantine.fingerprint
         self._dedup = dedup
         self._guard = guard
         self._metrics = metrics
@@ -154,47 +155,61 @@ class IngestStep:
         now_ms = self._clock.now_ms()
         self._in.inc(len(messages))  # counters per batch, not per event: label lookups and locks add up
         by_type: Counter[str] = Counter()
-        marks = self.marks
+        marks = self.marks  # read after each message: the partition's mark for the batch's end
         for msg in messages:
-            outcome = self._one(msg, now_ms)
-            order = NEVER
-            if not isinstance(outcome, Rejection):
-                mark = marks.get(msg.partition, NEVER)
-                placed = place(mark, outcome["event_time"], self._lateness)
-                if placed is None:
-                    outcome = self._too_late(outcome, mark)
-                else:
-                    order = placed
-                    marks[msg.partition] = max(mark, placed)
+            try:
+                self._message(msg, now_ms, out, by_type)
+            except (UpstreamBrokenError, RegistryUnavailableError):
+                raise
+            except Exception as exc:  # one record must not stall its partition: it becomes a failed event
+                log.warning("unexpected error on %s[%d]@%d: %r", self.source_topic, msg.partition, msg.offset, exc)
+                self._reject(Rejection(FailureType.PROCESSING_ERROR, "unexpected_exception", repr(exc)), msg, now_ms,
+                             out)  # fmt: skip
             out.ends[msg.partition] = (msg.offset + 1, marks.get(msg.partition, NEVER))
-            if isinstance(outcome, Rejection):
-                self._guard.record(False)
-                self._metrics.failed.get(self.channel, str(outcome.failure_type)).inc()
-                # Never the input key: producers key by raw identifiers (e-mail), which must not leave ingest.
-                out.failed.append((self._failed_key, self._encode_failure(outcome, msg, now_ms)))
-                continue
-            self._guard.record(True)
-            if self._dedup.seen(outcome["event_id"]):
-                self._dup.inc()
-                out.duplicates += 1
-                continue
-            by_type[outcome["event_type"]] += 1
-            self._lag.observe(max(0.0, (now_ms - outcome["event_time"]) / 1000.0))
-            out.canonical.append((routing_key(outcome), self._codec.encode(CANONICAL_SUBJECT, outcome)))
-            out.records.append(outcome)
-            out.positions.append(Pos(order, outcome["event_time"], RANK_EVENT, outcome["event_id"]))
         for event_type, n in by_type.items():
             self._metrics.events_out.get(self.channel, event_type).inc(n)
         self._ratio.set(self._guard.ratio)
         return out
 
+    def _message(self, msg: RawMessage, now_ms: int, out: IngestOutput, by_type: Counter[str]) -> None:
+        outcome = self._one(msg, now_ms)
+        mark = self.marks.get(msg.partition, NEVER)
+        placed = None if isinstance(outcome, Rejection) else place(mark, outcome["event_time"], self._lateness)
+        if not isinstance(outcome, Rejection) and placed is None:
+            outcome = self._too_late(outcome, mark)
+        if isinstance(outcome, Rejection):
+            self._reject(outcome, msg, now_ms, out)
+            return
+        assert placed is not None
+        encoded = self._codec.encode(CANONICAL_SUBJECT, outcome)  # before any state changes: it may raise
+        self.marks[msg.partition] = max(mark, placed)
+        order = placed
+        self._guard.record(True)
+        if self._dedup.seen(outcome["event_id"]):
+            self._dup.inc()
+            out.duplicates += 1
+            return
+        by_type[outcome["event_type"]] += 1
+        self._lag.observe(max(0.0, (now_ms - outcome["event_time"]) / 1000.0))
+        out.canonical.append((routing_key(outcome), encoded))
+        out.records.append(outcome)
+        out.positions.append(Pos(order, outcome["event_time"], RANK_EVENT, outcome["event_id"]))
+
+    def _reject(self, rejection: Rejection, msg: RawMessage, now_ms: int, out: IngestOutput) -> None:
+        self._guard.record(False)
+        self._metrics.failed.get(self.channel, str(rejection.failure_type)).inc()
+        # Never the input key: producers key by raw identifiers (e-mail), which must not leave ingest.
+        out.failed.append((self._failed_key, self._encode_failure(rejection, msg, now_ms)))
+
     def _one(self, msg: RawMessage, now_ms: int) -> CustomerEventRecord | Rejection:
-        too_large = size_check(msg.value, self._policy)
-        if too_large is not None:
-            return too_large
+        value = msg.value
+        rejected = size_check(value, self._policy)
+        if rejected is not None:
+            return rejected
+        assert value is not None  # size_check rejects a null value
         schema_id: int | None = None
         try:
-            decoded = self._codec.decode(msg.value, self._expected)
+            decoded = self._codec.decode(value, self._expected)
             schema_id = decoded.schema_id
             source = SourceRef(self.source_topic, msg.partition, msg.offset, schema_id)
             result = canonicalise(self.channel, decoded.record, source, now_ms, self._policy, self._pseudonymiser)
@@ -225,5 +240,7 @@ class IngestStep:
             self._processor,
             now_ms,
             seal=self._seal,
+            keep_max_bytes=self._policy.failed_original_max_bytes,
+            fingerprint=self._fingerprint,
         )
         return self._codec.encode(FAILED_SUBJECT, record)

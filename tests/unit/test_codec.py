@@ -162,6 +162,8 @@ def sample_records() -> dict[str, dict[str, Any]]:
         "source_offset": 42,
         "source_key_sealed": None,
         "original_sealed": "gAAAAABnQf3kq0sZ2b8x5mH2d9Lr1w==",
+        "original_bytes": 312,
+        "original_hmac": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         "processor": "ingest/0.1.0",
         "failed_at": T0,
     }

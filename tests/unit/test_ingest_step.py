@@ -92,7 +92,7 @@ def test_every_input_has_exactly_one_outcome(codec: AvroCodec) -> None:
 
 
 def test_failed_events_keep_sealed_original_bytes(codec: AvroCodec) -> None:
-    raw = codec.encode("web", web_event("e9", anonymous_id="null", email="not-an-email"))
+    raw = codec.encode("web", web_event("e9", anonymous_id="null", email="n/a"))
     out = make_step(codec).process_batch([RawMessage(b"key-1", raw, 3, 42)])
     record = codec.decode(out.failed[0][1]).record
     assert (record["source_topic"], record["source_partition"], record["source_offset"]) == ("web", 3, 42)

@@ -94,7 +94,7 @@ def mobile(event_type: str = "app_open", env: dict[str, Any] | None = None, **fi
         ("screen_name", "app_version", "os", "product_id", "quantity", "unit_price_minor", "order_id",
          "amount_minor", "currency", "store_id")
     )  # fmt: skip
-    base.update(envelope=env or envelope(device_id="dev-1"), event_type=event_type, items=[])
+    base.update(envelope=env or envelope(device_id="device-1"), event_type=event_type, items=[])
     return {**base, **fields}
 
 
@@ -195,7 +195,7 @@ def test_web_purchase_keeps_items_and_order() -> None:
 def test_mobile_geofence_enter_becomes_a_geofence_visit() -> None:
     out = accepted("mobile", mobile("store_geofence_enter", store_id="store-berlin-1", screen_name="Home"))
     assert (out["visit_method"], out["store_id"], out["page"], out["device_id"]) == (
-        "geofence", "store-berlin-1", "Home", "dev-1"
+        "geofence", "store-berlin-1", "Home", "device-1"
     )  # fmt: skip
 
 
@@ -407,7 +407,7 @@ def _strings(value: Any) -> list[str]:
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(email=st.emails(), phone=phones, channel=st.sampled_from(["web", "mobile", "store", "social"]))
 def test_no_raw_email_or_phone_in_output(email: str, phone: str, channel: str) -> None:
-    env = envelope(device_id="dev-1", email=email, phone=phone)
+    env = envelope(device_id="device-1", email=email, phone=phone)
     record = {"web": web, "mobile": mobile, "store": store, "social": social}[channel](env=env)
     out = accepted(channel, record)
     digits = "".join(ch for ch in phone if ch.isdigit())

@@ -49,6 +49,7 @@ PUBLISHED_IDS = {
     ("event-bundle", 1): 1779466933,
     ("event-bundle", 2): 1550964493,
     ("failed-event", 1): 276303330,
+    ("failed-event", 2): 1328072401,
     ("identity-merge", 1): 929384123,
     ("journey-control", 1): 1589001477,
     ("journey-control", 2): 779537162,
