@@ -142,7 +142,7 @@ def create_app(
         _topic(app, t("identity-links")),
         settings.partitions,
     )
-    retry = RetryPolicy()
+    retry = RetryPolicy(budget_s=settings.retry_budget_s)
     lateness = int(settings.allowed_lateness_s * 1000)
     ingest = Ingest(router, replica, codec, outputs, committed, metrics, retry)
     channels = []
@@ -199,7 +199,7 @@ def register_identity_and_journey(
         "failed": _topic(app, t("failed-events")),
     }
     client = settings_client_config(settings)
-    retry = RetryPolicy()
+    retry = RetryPolicy(budget_s=settings.retry_budget_s)
     partitions = settings.partitions
     limit = settings.identity_max_customers_per_identifier
     policy = IdentityPolicy({kind: limit for kind in KINDS if kind != "customer_id"})

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
         False, description="Rejoin with the same partitions after a restart within the session timeout"
     )
     shutdown_timeout_s: float = Field(45.0, gt=0, description="SIGTERM: exit 70 if the clean stop takes longer")
+    retry_budget_s: float = Field(
+        300.0, ge=0, description="Kafka, registry and DuckDB errors are retried this long before a process exits 75"
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", description="Event loop of a worker's threads")
     log_level: str = Field("INFO", description="Log level")
 

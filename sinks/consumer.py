@@ -39,16 +39,18 @@ from typing import Any
 
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTP
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from sinks.columnar import prepare
-from sinks.contract import Batch, PendingWrite, Reject, SinkRow, SinkWriter, TopicPartition
+from sinks.contract import Batch, PendingWrite, Reject, SinkInfraError, SinkRow, SinkWriter, TopicPartition
 from sinks.tables import BoundTable
 
 log = logging.getLogger(__name__)
 _POLL_SLICE_S = 0.2  # upper bound on how long a stop request waits for poll() to return
+_OUTAGE_RETRY_S = 2.0  # how soon metadata is asked again while the broker does not answer
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class LoopConfig:
     lag_group: str | None = None
     refresh_s: float = 30.0
     progress_s: float = 30.0
+    #: Broker errors (metadata refresh) are retried this long before the loop gives up with ``SinkInfraError``.
+    retry_budget_s: float = 300.0
     #: Security settings for the Kafka client (``pipeline.security.settings_client_config``); never logged.
     client_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -85,6 +89,7 @@ class SinkLoop:
         tables: list[BoundTable],
         codec: AvroCodec,
         consumer_factory: Callable[..., Any] = KafkaConsumer,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.writer = writer
@@ -97,6 +102,8 @@ class SinkLoop:
         self._start: dict[TopicPartition, int] = {}
         self._assigned: set[KafkaTP] = set()
         self._missing_warned: set[str] = set()
+        self._down_since: float | None = None  # since when the broker does not answer metadata requests
+        self._clock = clock
         self.batches = 0
         self.messages = 0
 
@@ -108,16 +115,10 @@ class SinkLoop:
         try:
             committed = self.writer.open()
             log.info("sink resumes %d partitions from offsets stored in DuckDB", len(committed))
-            consumer = self._consumer_factory(
-                bootstrap_servers=self.config.bootstrap.split(","),
-                group_id=self.config.lag_group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=self.config.batch_size,
-                max_partition_fetch_bytes=4 * 1024 * 1024,
-                metadata_max_age_ms=int(self.config.refresh_s * 1000),
-                **self.config.client_config,
-            )
+            consumer = self._connect(stop)
+            if consumer is None:  # stopped while waiting for the broker: nothing was read
+                clean = True
+                return
             try:
                 self._loop(consumer, committed, stop)
                 clean = True
@@ -130,9 +131,33 @@ class SinkLoop:
                 with contextlib.suppress(Exception):
                     self.writer.close()
 
+    def _connect(self, stop: threading.Event) -> Any:
+        """The Kafka consumer, once the broker answers (within ``retry_budget_s``); None when stopped first."""
+        started = self._clock()
+        while True:
+            try:
+                return self._consumer_factory(
+                    bootstrap_servers=self.config.bootstrap.split(","),
+                    group_id=self.config.lag_group,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=self.config.batch_size,
+                    max_partition_fetch_bytes=4 * 1024 * 1024,
+                    metadata_max_age_ms=int(self.config.refresh_s * 1000),
+                    **self.config.client_config,
+                )
+            except KafkaError as error:
+                down = self._clock() - started
+                if down > self.config.retry_budget_s:
+                    raise SinkInfraError(f"Kafka unavailable for {down:.0f}s ({error!r})") from error
+                log.warning("Kafka not reachable (%r); retrying, %.0fs of %.0fs budget used", error, down,
+                            self.config.retry_budget_s)  # fmt: skip
+                if stop.wait(_OUTAGE_RETRY_S):
+                    return None
+
     def _loop(self, consumer: Any, committed: dict[TopicPartition, int], stop: threading.Event) -> None:
         self._start = committed
-        self._assign(consumer)
+        self._refresh(consumer)
         pending: tuple[PendingWrite, Batch] | None = None
         next_snapshot = time.monotonic()  # publish right away: readers get a snapshot as soon as possible
         next_refresh = time.monotonic() + self.config.refresh_s
@@ -156,9 +181,9 @@ class SinkLoop:
                 if stop.is_set():
                     log.info("sink stopped cleanly after %d batches, %d messages", self.batches, self.messages)
                     return
-            if now >= next_refresh:
-                self._assign(consumer)
-                next_refresh = now + self.config.refresh_s
+            if now >= next_refresh or not self._assigned:
+                self._refresh(consumer)
+                next_refresh = now + (self.config.refresh_s if self._down_since is None else _OUTAGE_RETRY_S)
             if now >= next_progress:
                 log.info("sink: %d batches, %d messages committed so far", self.batches, self.messages)
                 next_progress = now + self.config.progress_s
@@ -180,6 +205,9 @@ class SinkLoop:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            if not self._assigned:  # the broker did not answer the first metadata request yet
+                stop.wait(min(remaining, _POLL_SLICE_S))
+                continue
             polled = consumer.poll(
                 timeout_ms=int(min(remaining, _POLL_SLICE_S) * 1000), max_records=size - batch.messages
             )
@@ -201,6 +229,24 @@ class SinkLoop:
             else:
                 batch.rows.append(SinkRow(table.name, topic, partition, offset, table.to_row(decoded.record)))
         batch.add_offset(topic, partition, offset)
+
+    def _refresh(self, consumer: Any) -> None:
+        """:meth:`_assign`, with broker errors retried (by the caller's next round) for ``retry_budget_s``."""
+        try:
+            self._assign(consumer)
+        except KafkaError as error:
+            now = self._clock()
+            if self._down_since is None:
+                self._down_since = now
+            down = now - self._down_since
+            if down > self.config.retry_budget_s:
+                raise SinkInfraError(f"Kafka unavailable for {down:.0f}s ({error!r})") from error
+            log.warning("Kafka metadata refresh failed (%r); retrying, %.0fs of %.0fs budget used", error, down,
+                        self.config.retry_budget_s)  # fmt: skip
+        else:
+            if self._down_since is not None:
+                log.info("Kafka answers again after %.0fs", self._clock() - self._down_since)
+            self._down_since = None
 
     def _assign(self, consumer: Any) -> None:
         existing = consumer.topics()  # lists topics without auto-creating the missing ones

@@ -45,8 +45,11 @@ def sink(
         typer.Option(help=f"/metrics port (default OMNISTREAM_METRICS_PORT + {SINK_METRICS_PORT_OFFSET}; 0 = off)"),
     ] = None,
     retry_for: Annotated[
-        float, typer.Option(min=0.0, help="Seconds to retry a failing DuckDB operation before exiting 75")
-    ] = 120.0,
+        float | None,
+        typer.Option(
+            min=0.0, help="Seconds to retry Kafka or DuckDB before exiting 75 (default OMNISTREAM_RETRY_BUDGET_S)"
+        ),
+    ] = None,
     lag_commits: Annotated[
         bool, typer.Option(help="Also commit offsets to Kafka (group <app_id>-sink) for lag monitoring only")
     ] = True,
@@ -111,7 +114,8 @@ def sink(
         serve_metrics(metrics_registry, port)
 
     # DuckDB runs in a child process (see sinks/process_writer.py), started by SinkLoop.run on this thread.
-    writer = ProcessWriter(db_path, snapshot_path, bound, metrics, retry_for_s=retry_for)
+    budget = settings.retry_budget_s if retry_for is None else retry_for
+    writer = ProcessWriter(db_path, snapshot_path, bound, metrics, retry_for_s=budget)
     config = LoopConfig(
         bootstrap=settings.kafka_bootstrap,
         batch_size=batch_size or settings.sink_batch_size,
@@ -119,6 +123,7 @@ def sink(
         snapshot_interval_s=snapshot_every or settings.snapshot_interval_s,
         lag_group=f"{settings.app_id}-sink" if lag_commits else None,
         client_config=settings_client_config(settings),
+        retry_budget_s=budget,
     )
     stop = threading.Event()
 

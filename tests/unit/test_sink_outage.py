@@ -1,0 +1,78 @@
+"""The sink waits out a broker outage for its retry budget (injected clock), then stops with SinkInfraError."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+from schemas.codec import AvroCodec
+from schemas.registry import FileSchemaRegistry
+from sinks.consumer import LoopConfig, SinkLoop
+from sinks.contract import SinkInfraError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class DownConsumer:
+    """kafka-python's consumer while the broker is down (``up`` flips it)."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.assigned: list[Any] = []
+
+    def topics(self) -> set[str]:
+        if not self.up:
+            raise KafkaConnectionError("connection refused")
+        return set()
+
+    def assign(self, tps: list[Any]) -> None:
+        self.assigned = tps
+
+
+def loop(clock: Clock, factory: Any = None) -> SinkLoop:
+    config = LoopConfig(bootstrap="127.0.0.1:1", retry_budget_s=300.0)
+    extra = {} if factory is None else {"consumer_factory": factory}
+    return SinkLoop(config, writer=None, tables=[], codec=AvroCodec(FileSchemaRegistry()), clock=clock, **extra)  # type: ignore[arg-type]
+
+
+def test_a_metadata_outage_is_retried_within_the_budget_and_forgotten_once_the_broker_answers() -> None:
+    clock, consumer = Clock(), DownConsumer()
+    sink = loop(clock)
+    for clock.now in (0.0, 100.0, 299.0):
+        sink._refresh(consumer)  # logged and retried, not raised
+    consumer.up = True
+    clock.now = 299.5
+    sink._refresh(consumer)
+    consumer.up = False
+    clock.now = 550.0  # a new outage: its own budget
+    sink._refresh(consumer)
+    clock.now = 851.0
+    with pytest.raises(SinkInfraError, match="Kafka unavailable for 301s"):
+        sink._refresh(consumer)
+
+
+def test_a_broker_down_at_start_is_waited_for_and_then_stops_the_sink_after_the_budget() -> None:
+    clock = Clock()
+    attempts: list[float] = []
+
+    def factory(**_config: Any) -> Any:
+        attempts.append(clock.now)
+        clock.now += 160.0  # each attempt (with its wait) takes this long
+        raise KafkaTimeoutError("Unable to bootstrap")
+
+    sink = loop(clock, factory)
+    stop = threading.Event()
+    with pytest.raises(SinkInfraError):
+        sink._connect(stop)
+    assert attempts == [0.0, 160.0]  # the second failure ends 320 s after the first attempt: over 300 s
+    stop.set()
+    assert loop(Clock(), factory)._connect(stop) is None  # a stop while waiting ends it without an error
