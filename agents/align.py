@@ -10,7 +10,9 @@ state) stays within about ``max_ahead`` of event time per partition instead of g
 Not guaranteed: an exact bound -- messages Faust fetched before the pause are still delivered. Nothing is
 decided here that results depend on: pausing only changes when a partition is read, never what it contains.
 The check stays out of the way of a rebalance and of table recovery, which pause and resume partitions
-themselves; the next check after them pauses again what is still ahead.
+themselves; the next check after them pauses again what is still ahead. A partition is aligned only once it
+admitted a batch in the current assignment: until then its mark is the one of an earlier ownership (or
+none), and a partition taken over from a failed worker must be read at once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from agents.cursor import Cursor
 from pipeline.domain.alignment import ahead
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import IngestMetrics
@@ -31,11 +34,11 @@ class Alignment:
     """Pauses and resumes the channel partitions of one worker; run :meth:`check` from a periodic timer."""
 
     def __init__(
-        self, app: Any, steps: Sequence[IngestStep], replica: AssignmentReplica, max_ahead_ms: int,
-        metrics: IngestMetrics,
+        self, app: Any, channels: Sequence[tuple[IngestStep, Cursor | None]], replica: AssignmentReplica,
+        max_ahead_ms: int, metrics: IngestMetrics,
     ) -> None:  # fmt: skip
         self._app = app
-        self._steps = {step.source_topic: step for step in steps}
+        self._steps = {step.source_topic: (step, cursor) for step, cursor in channels}
         self._replica = replica
         self._max_ahead = max_ahead_ms
         self._metrics = metrics
@@ -50,9 +53,10 @@ class Alignment:
         assigned = consumer.assignment()
         watermark = self._replica.watermark
         pause: set[Any] = set()
-        for topic, step in self._steps.items():
+        for topic, (step, cursor) in self._steps.items():
             tps = {tp.partition: tp for tp in assigned if tp.topic == topic}
-            marks = {p: step.marks[p] for p in tps if p in step.marks}
+            current = [p for p in tps if p in step.marks and (cursor is None or cursor.synced(p))]
+            marks = {p: step.marks[p] for p in current}
             paused = {tps[p] for p in ahead(marks, watermark, self._max_ahead)}
             pause |= paused
             self._metrics.paused.get(step.channel).set(len(paused))

@@ -162,6 +162,10 @@ class Cursor:
                 self._synced.add(p)
         return out
 
+    def synced(self, partition: int) -> bool:
+        """Whether ``partition`` admitted a message since the last rebalance (its positions are current)."""
+        return partition in self._synced
+
     async def due(self, partition: int) -> int:
         """The next offset to admit from ``partition``."""
         known = self._fresh if self._rebalanced else self.next

@@ -155,7 +155,8 @@ def create_app(
         ingest.register(app, state, tuning.batch_size, tuning.batch_within_s)
     idle = IdleSources(app, channels, outputs, codec, committed, settings.source_idle_s, retry, metrics)
     app.timer(interval=min(1.0, settings.source_idle_s / 4), name="idle-sources")(idle.check)
-    align = Alignment(app, [c.step for c in channels], replica, int(settings.align_ahead_s * 1000), metrics)
+    align = Alignment(app, [(c.step, c.cursor) for c in channels], replica, int(settings.align_ahead_s * 1000),
+                      metrics)  # fmt: skip
 
     async def align_inputs() -> None:
         align.check()

@@ -42,19 +42,30 @@ def test_faust_pause_in_place_changes_the_set_a_batch_in_flight_is_handed_out_ag
     assert WEB[0] not in in_flight
 
 
+class Synced:
+    """The cursor's answer to "has this partition been read since the rebalance"."""
+
+    def __init__(self) -> None:
+        self.partitions = {0, 1, 2}
+
+    def synced(self, partition: int) -> bool:
+        return partition in self.partitions
+
+
 def alignment(consumer: Consumer, marks: dict[int, int], watermark: int) -> tuple[Alignment, Any]:
     app = SimpleNamespace(rebalancing=False, in_recovery=False, consumer=consumer)
     step = SimpleNamespace(source_topic="web", channel="web", marks=marks)
     replica = SimpleNamespace(watermark=watermark)
     registry = CollectorRegistry()
-    align = Alignment(app, [cast(Any, step)], cast(Any, replica), HOUR, ingest_metrics(registry))
-    return align, (app, replica, registry)
+    cursor = Synced()
+    align = Alignment(app, [(cast(Any, step), cast(Any, cursor))], cast(Any, replica), HOUR, ingest_metrics(registry))
+    return align, (app, replica, registry, cursor)
 
 
 def test_pauses_what_runs_ahead_without_touching_the_batch_in_flight_and_resumes_it_later() -> None:
     consumer = Consumer()
     marks = {0: 10 * HOUR, 1: 13 * HOUR, 2: 11 * HOUR}
-    align, (_app, replica, registry) = alignment(consumer, marks, 10 * HOUR)
+    align, (_app, replica, registry, _cursor) = alignment(consumer, marks, 10 * HOUR)
     in_flight = consumer._get_active_partitions()
     align.check()
     assert consumer._paused_partitions == {WEB[1]}
@@ -66,14 +77,18 @@ def test_pauses_what_runs_ahead_without_touching_the_batch_in_flight_and_resumes
     assert consumer._paused_partitions == set() and consumer._get_active_partitions() == set(WEB)
 
 
-def test_nothing_changes_during_a_rebalance_or_before_the_watermark_is_known() -> None:
+def test_nothing_changes_during_a_rebalance_before_the_watermark_is_known_or_before_a_partition_is_read() -> None:
     consumer = Consumer()
-    align, (app, replica, _registry) = alignment(consumer, {0: 0, 1: 50 * HOUR}, NEVER)
+    align, (app, replica, _registry, cursor) = alignment(consumer, {0: 0, 1: 50 * HOUR}, NEVER)
     align.check()
     assert consumer._paused_partitions == set()
     replica.watermark, app.rebalancing = 0, True
     align.check()
     assert consumer._paused_partitions == set()
     app.rebalancing = False
+    cursor.partitions = {0}  # partition 1 not read since the rebalance: its mark is an earlier owner's
+    align.check()
+    assert consumer._paused_partitions == set()
+    cursor.partitions = {0, 1}
     align.check()
     assert consumer._paused_partitions == {WEB[1]}
