@@ -12,7 +12,10 @@ decided here that results depend on: pausing only changes when a partition is re
 The check stays out of the way of a rebalance and of table recovery, which pause and resume partitions
 themselves; the next check after them pauses again what is still ahead. A partition is aligned only once it
 admitted a batch in the current assignment: until then its mark is the one of an earlier ownership (or
-none), and a partition taken over from a failed worker must be read at once.
+none), and a partition taken over from a failed worker must be read at once. Nothing is paused after a
+rebalance until the watermark moved again: the one seen then may be stale (the identity writer itself may have
+moved to another worker and be rebuilding), and pausing against it would hold back the partitions that must
+be read for it to move.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from agents.cursor import Cursor
 from pipeline.domain.alignment import ahead
+from pipeline.domain.eventtime import NEVER
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import IngestMetrics
 from pipeline.steps.ingest import IngestStep
@@ -43,6 +47,8 @@ class Alignment:
         self._max_ahead = max_ahead_ms
         self._metrics = metrics
         self._paused: set[Any] = set()
+        self._generation: Any = None
+        self._stale = NEVER  # the watermark seen at the last rebalance: aligned only once it moved past it
 
     def check(self) -> None:
         """Pause what runs ahead and resume what no longer does (see the module docstring)."""
@@ -52,12 +58,15 @@ class Alignment:
         consumer = app.consumer
         assigned = consumer.assignment()
         watermark = self._replica.watermark
+        if app.consumer_generation_id != self._generation:
+            self._generation, self._stale = app.consumer_generation_id, watermark
         pause: set[Any] = set()
         for topic, (step, cursor) in self._steps.items():
             tps = {tp.partition: tp for tp in assigned if tp.topic == topic}
             current = [p for p in tps if p in step.marks and (cursor is None or cursor.synced(p))]
             marks = {p: step.marks[p] for p in current}
-            paused = {tps[p] for p in ahead(marks, watermark, self._max_ahead)}
+            fresh = watermark > self._stale
+            paused = {tps[p] for p in ahead(marks, watermark, self._max_ahead)} if fresh else set()
             pause |= paused
             self._metrics.paused.get(step.channel).set(len(paused))
         resume = {tp for tp in self._paused - pause if tp in assigned}

@@ -53,7 +53,7 @@ class Synced:
 
 
 def alignment(consumer: Consumer, marks: dict[int, int], watermark: int) -> tuple[Alignment, Any]:
-    app = SimpleNamespace(rebalancing=False, in_recovery=False, consumer=consumer)
+    app = SimpleNamespace(rebalancing=False, in_recovery=False, consumer=consumer, consumer_generation_id=1)
     step = SimpleNamespace(source_topic="web", channel="web", marks=marks)
     replica = SimpleNamespace(watermark=watermark)
     registry = CollectorRegistry()
@@ -65,8 +65,11 @@ def alignment(consumer: Consumer, marks: dict[int, int], watermark: int) -> tupl
 def test_pauses_what_runs_ahead_without_touching_the_batch_in_flight_and_resumes_it_later() -> None:
     consumer = Consumer()
     marks = {0: 10 * HOUR, 1: 13 * HOUR, 2: 11 * HOUR}
-    align, (_app, replica, registry, _cursor) = alignment(consumer, marks, 10 * HOUR)
+    align, (app, replica, registry, _cursor) = alignment(consumer, marks, 10 * HOUR)
     in_flight = consumer._get_active_partitions()
+    align.check()
+    assert consumer._paused_partitions == set()  # the watermark seen at the rebalance may be stale
+    replica.watermark += 1
     align.check()
     assert consumer._paused_partitions == {WEB[1]}
     assert consumer._get_active_partitions() == {WEB[0], WEB[2]}
@@ -75,6 +78,15 @@ def test_pauses_what_runs_ahead_without_touching_the_batch_in_flight_and_resumes
     replica.watermark = 12 * HOUR + 1  # the slow partitions caught up
     align.check()
     assert consumer._paused_partitions == set() and consumer._get_active_partitions() == set(WEB)
+    marks[1] = 20 * HOUR
+    align.check()
+    assert consumer._paused_partitions == {WEB[1]}
+    app.consumer_generation_id = 2  # a rebalance: nothing stays paused until the watermark moves again
+    align.check()
+    assert consumer._paused_partitions == set()
+    replica.watermark += 1
+    align.check()
+    assert consumer._paused_partitions == {WEB[1]}
 
 
 def test_nothing_changes_during_a_rebalance_before_the_watermark_is_known_or_before_a_partition_is_read() -> None:
@@ -86,6 +98,7 @@ def test_nothing_changes_during_a_rebalance_before_the_watermark_is_known_or_bef
     align.check()
     assert consumer._paused_partitions == set()
     app.rebalancing = False
+    replica.watermark = 1
     cursor.partitions = {0}  # partition 1 not read since the rebalance: its mark is an earlier owner's
     align.check()
     assert consumer._paused_partitions == set()
