@@ -43,7 +43,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from schemas.codec import AvroCodec
-from schemas.errors import CodecError
+from schemas.errors import RegistryUnavailableError
 from sinks.columnar import prepare
 from sinks.contract import Batch, PendingWrite, Reject, SinkInfraError, SinkRow, SinkWriter, TopicPartition
 from sinks.tables import BoundTable
@@ -224,10 +224,13 @@ class SinkLoop:
         else:
             try:
                 decoded = self.codec.decode(value, self._subjects[topic])
-            except CodecError as error:
+                row = table.to_row(decoded.record)
+            except RegistryUnavailableError:
+                raise
+            except Exception as error:  # one record never stops the sink: it is kept as a reject
                 batch.rejects.append(Reject(topic, partition, offset, f"{type(error).__name__}: {error}", value))
             else:
-                batch.rows.append(SinkRow(table.name, topic, partition, offset, table.to_row(decoded.record)))
+                batch.rows.append(SinkRow(table.name, topic, partition, offset, row))
         batch.add_offset(topic, partition, offset)
 
     def _refresh(self, consumer: Any) -> None:

@@ -177,13 +177,18 @@ def test_readers_never_see_lock_errors_or_counts_going_back(kafka_bootstrap: str
             proc = start_sink(env, f"sink-{i}", db, "--snapshot-every", "0.5", "--batch-size", "200")
             publish(env, chunk, codec)
             wait_until(lambda p=proc: "sink assigned" in p.log_tail(), 30, 0.1, "the sink to start")
-            time.sleep(1.5)
+            # Stopped only once the readers saw a snapshot with this sink's first rows in it.
+            before = max((o for reads in seen.values() for _c, o in reads[-1:]), default=0)
+            wait_until(lambda b=before: all(reads and reads[-1][1] > b for reads in seen.values()), 60, 0.1,
+                       "the readers to see the new sink's rows")  # fmt: skip
             if i % 2:
                 proc.kill()
             else:
                 assert proc.terminate() == 0, proc.log_tail()
         run_to_end(env, "sink-last", db, total_end(env))
-        time.sleep(0.5)
+        end = total_end(env)
+        wait_until(lambda: all(reads and reads[-1][1] == end for reads in seen.values()), 30, 0.1,
+                   "the readers to see the final snapshot")  # fmt: skip
     finally:
         stop.set()
         for t in threads:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -10,8 +11,10 @@ from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
+from sinks import synthetic as syn
 from sinks.consumer import LoopConfig, SinkLoop
-from sinks.contract import SinkInfraError
+from sinks.contract import Batch, SinkInfraError
+from sinks.tables import BoundTable, bind_tables
 
 
 class Clock:
@@ -76,3 +79,29 @@ def test_a_broker_down_at_start_is_waited_for_and_then_stops_the_sink_after_the_
     assert attempts == [0.0, 160.0]  # the second failure ends 320 s after the first attempt: over 300 s
     stop.set()
     assert loop(Clock(), factory)._connect(stop) is None  # a stop while waiting ends it without an error
+
+
+def test_a_record_the_sink_cannot_turn_into_a_row_is_a_reject_and_the_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = FileSchemaRegistry()
+    codec = AvroCodec(registry)
+    table = bind_tables(["signals"], lambda name: name, registry)[0]
+    sink = SinkLoop(LoopConfig(bootstrap="127.0.0.1:1"), writer=None, tables=[table], codec=codec)  # type: ignore[arg-type]
+    good = codec.encode("signal", syn.signal("sig-1", "c:1", "cart_abandoned", 1_780_000_000_000))
+    batch = Batch()
+
+    def add(offset: int, value: bytes) -> None:
+        sink._add(batch, table, SimpleNamespace(topic=table.topic, partition=0, offset=offset, value=value))
+
+    for offset, value in enumerate((good, b"\x00\x00", good)):
+        add(offset, value)
+    assert len(batch.rows) == 2 and [r.offset for r in batch.rejects] == [1]
+
+    def broken(_self: Any, _record: Any) -> Any:
+        raise OverflowError("value out of range")
+
+    monkeypatch.setattr(BoundTable, "to_row", broken)
+    add(3, good)
+    assert [r.offset for r in batch.rejects] == [1, 3] and "OverflowError" in batch.rejects[-1].error
+    assert len(batch.rows) == 2 and batch.messages == 4
