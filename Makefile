@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test promtool lint typecheck unit integration kafka-up kafka-down kafka-status bench clean
+.PHONY: help venv demo test promtool lint typecheck unit integration chaos kafka-up kafka-down kafka-status bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ unit: $(STAMP)  ## unit tests only (no broker)
 
 integration: $(STAMP)  ## integration tests against the real local broker
 	$(BIN)/pytest tests/integration
+
+chaos: $(STAMP)  ## full-size chaos run (>= 100k messages; kills, a broker restart, scale up/down) against a clean run
+	OMNISTREAM_CHAOS=full $(BIN)/pytest tests/integration/test_event_time.py -k chaos -s -p no:logging
 
 promtool:  ## check the Prometheus rules and config, run the rule unit tests (Debian package `prometheus`)
 	cd deploy/prometheus && promtool check rules rules/*.yml && promtool check config prometheus.yml \

@@ -9,6 +9,7 @@ killed with SIGKILL twice while traffic flows.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from pipeline.simulate.truth import expected_for
 from pipeline.topic_reader import iter_topic
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
+from tests.integration.chaos_run import FULL, REDUCED, ChaosReport, chaos_run, verify
 from tests.integration.event_time_runs import (
     LATENESS_S,
     Run,
@@ -45,7 +47,8 @@ from tests.integration.event_time_runs import (
 
 NOW = int(time.time() * 1000)
 END = NOW - NOW % 60_000
-CONFIG = SimConfig(customers=900, days=21, seed=29, end_ms=END)
+FULL_CHAOS = os.environ.get("OMNISTREAM_CHAOS") == "full"  # make chaos: >= 100k input messages
+CONFIG = SimConfig(customers=15_000 if FULL_CHAOS else 900, days=21, seed=29, end_ms=END)
 PARTITIONS = 4
 
 
@@ -117,6 +120,19 @@ def killed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: 
         victim = run.start_worker(1, f"worker-1-restart-{kill}")
     join()
     return finish(run)
+
+
+@pytest.fixture(scope="module")
+def chaos(tmp_path_factory: pytest.TempPathFactory, inp: SimInput, params: Path) -> tuple[Run, ChaosReport]:
+    plan = FULL if FULL_CHAOS else REDUCED
+    return chaos_run(tmp_path_factory.mktemp("chaos"), inp, params, PARTITIONS, plan)
+
+
+def test_chaos_loses_duplicates_and_changes_nothing(one: Run, chaos: tuple[Run, ChaosReport]) -> None:
+    run, report = chaos
+    print(verify(one, run, report).line())
+    assert report.worker_kills >= 1 and report.sink_kills >= 1 and report.broker_restarts == 1
+    assert (report.lost, report.duplicated, report.mismatched) == (0, 0, 0)
 
 
 def test_the_same_input_consumed_twice_gives_identical_rows(one: Run, one_again: Run) -> None:
