@@ -42,7 +42,7 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy --strict on the packages
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## benchmark: baselines + full pipeline on one workload, writes bench/RESULTS.md (< 15 min)
+bench: $(STAMP)  ## benchmark: baselines + full pipeline on one workload, writes bench/RESULTS.md (~15-20 min)
 	$(BIN)/python -m bench
 
 kafka-up: $(STAMP)  ## start the local single-node KRaft broker and create the topics
