@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import RetriableError
 
 from pipeline.security import settings_client_config
 from pipeline.settings import CHANNELS, Settings
@@ -85,7 +86,12 @@ def wait_group_stable(settings: Settings, members: int, *, settle_s: float = 3.0
     state: Any = None
     try:
         while time.monotonic() < deadline:
-            state = admin.describe_groups([settings.app_id]).get(settings.app_id, {})
+            try:
+                state = admin.describe_groups([settings.app_id]).get(settings.app_id, {})
+            except RetriableError as exc:  # a broker that just started has no group coordinator yet
+                state, stable_since = {"error": repr(exc)}, None
+                time.sleep(0.5)
+                continue
             if state.get("group_state") == "Stable" and len(state.get("members", [])) == members:
                 stable_since = stable_since or time.monotonic()
                 if time.monotonic() - stable_since >= settle_s:

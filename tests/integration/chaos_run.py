@@ -22,7 +22,7 @@ from pipeline.settings import load_settings
 from sinks.tables import TABLES as SINK_TABLES
 from tests.integration.event_time_runs import TABLES, Run, SimInput, differences, finish, new_run, send
 from tests.integration.pipeline_env import free_port
-from tests.integration.processes import Proc
+from tests.integration.processes import Proc, wait_until
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,10 @@ class ChaosReport:
 def _live_sink(run: Run, name: str) -> Proc:
     db = run.env.workdir / "warehouse.duckdb"
     args = ["sink", "--db", str(db), "--snapshot", str(db.with_suffix(".snap")), "--snapshot-every", "1"]
-    return Proc([*args, "--metrics-port", "0", "--log-level", "INFO"], run.env.env(), run.env.workdir / f"{name}.log")
+    sink = Proc([*args, "--metrics-port", "0", "--log-level", "INFO"], run.env.env(), run.env.workdir / f"{name}.log")
+    # Running (signal handlers installed, partitions assigned) before anything else happens to it.
+    wait_until(lambda: "sink assigned" in sink.log_tail(), 60, 0.2, f"{name} to start")
+    return sink
 
 
 def chaos_run(workdir: Path, inp: SimInput, params: Path, partitions: int, plan: ChaosPlan) -> tuple[Run, ChaosReport]:

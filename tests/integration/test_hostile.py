@@ -19,7 +19,7 @@ from tests.integration.pipeline_env import PipelineEnv
 from tests.integration.processes import wait_until
 
 Ref = tuple[str, int, int]
-PER_KIND = 170
+PER_KIND = 180
 OVERSIZE_PER_KIND = 12  # 800 KB each: enough to prove the point without a gigabyte of topic
 ANY_TOPIC = ("random", "empty", "short", "bad_magic", "null")  # kinds sent to every channel topic
 
