@@ -201,7 +201,8 @@ def snapshot_late(run: Run) -> set[tuple[str, int, int]]:
 def offers(run: Run, truth: dict[str, Any]) -> tuple[int, int, int]:
     """(journeys with an in-store offer between the cart and the visit, consenting journeys, consenting journeys
     whose store visit no valid event ties to the customer: the simulator corrupted or never sent the link, so
-    the visit stays with an anonymous profile); prints the journeys without an offer."""
+    the visit stays with an anonymous profile); journeys whose cart or visit arrived later than the allowed
+    lateness are left out. Prints the journeys without an offer."""
     assert run.snapshot is not None
     customer_of = {v: k.split(":", 1)[1] for k, v in truth["identifiers"].items() if k.startswith("customer_id:")}
     with duckdb.connect(str(run.snapshot), read_only=True) as con:
@@ -216,7 +217,14 @@ def offers(run: Run, truth: dict[str, Any]) -> tuple[int, int, int]:
     visited: dict[str, list[tuple[int, int, list[str]]]] = {}
     for customer, start, end, stores in visits:
         visited.setdefault(customer, []).append((int(start), int(end), list(stores or ())))
+    # A journey whose cart (every cart event) or store visit the simulator delivered later than the allowed
+    # lateness cannot be seen in time by any deployment: those events are late_event failed events.
+    late_ids = {row[0] for row in truth.get("behind", []) if row[2] > LATENESS_S * 1000 and row[1] != "duplicate"}
     consenting = [j for j in truth["journeys"] if truth["people"][j["person_id"]]["consent_marketing"]]
+    late = [j for j in consenting if set(j["cart_event_ids"]) <= late_ids or j["visit_event_id"] in late_ids]
+    for j in late:
+        print(f"cart or visit delivered beyond the allowed lateness: {j}")
+    consenting = [j for j in consenting if j not in late]
     fired = hidden = 0
     for j in consenting:
         cid = customer_of.get(j["person_id"])
