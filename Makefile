@@ -30,7 +30,7 @@ integration: $(STAMP)  ## integration tests against the real local broker
 	$(BIN)/pytest tests/integration
 
 chaos: $(STAMP)  ## full-size chaos run (>= 100k messages; kills, a broker restart, scale up/down) against a clean run
-	OMNISTREAM_CHAOS=full $(BIN)/pytest tests/integration/test_event_time.py -k chaos -s -p no:logging
+	CHAOS_SIZE=full $(BIN)/pytest tests/integration/test_event_time.py -k chaos -s -p no:logging
 
 promtool:  ## check the Prometheus rules and config, run the rule unit tests (Debian package `prometheus`)
 	cd deploy/prometheus && promtool check rules rules/*.yml && promtool check config prometheus.yml \

@@ -4,7 +4,7 @@ removed; then the warehouse is compared with a clean run's.
 
 The verifier counts, over the compared tables: rows of the clean run missing here (*lost*), rows whose table
 key appears more than once (*duplicated*), and rows that differ otherwise (*mismatched*: here but not in the
-clean run). Reduced in ``make test``; ``make chaos`` (``OMNISTREAM_CHAOS=full``) runs the full size.
+clean run). Reduced in ``make test``; ``make chaos`` (``CHAOS_SIZE=full``) runs the full size.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from tests.integration.event_time_runs import (
 
 NOW = int(time.time() * 1000)
 END = NOW - NOW % 60_000
-FULL_CHAOS = os.environ.get("OMNISTREAM_CHAOS") == "full"  # make chaos: >= 100k input messages
+FULL_CHAOS = os.environ.get("CHAOS_SIZE") == "full"  # make chaos: >= 100k input messages
 CONFIG = SimConfig(customers=15_000 if FULL_CHAOS else 900, days=21, seed=29, end_ms=END)
 PARTITIONS = 4
 

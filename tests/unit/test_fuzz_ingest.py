@@ -1,7 +1,7 @@
 """Fuzzing ingest with every record the channel contracts allow (and corruptions of their bytes): every input
 ends as exactly one canonical event or one failed event that decodes, and nothing raises.
 
-``OMNISTREAM_FUZZ_EXAMPLES`` (default 400 per channel) sets the size of a campaign; the closing figures come from
+``FUZZ_EXAMPLES`` (default 400 per channel) sets the size of a campaign; the closing figures come from
 a run with a large value."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from schemas.registry import FileSchemaRegistry
 from tests.avro_strategies import strategy
 from tests.unit.test_ingest_step import NOW, SECRET
 
-EXAMPLES = int(os.environ.get("OMNISTREAM_FUZZ_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 CODEC = AvroCodec(FileSchemaRegistry())
 CHANNELS = ("web", "mobile", "store", "social")
 
