@@ -60,12 +60,11 @@ class Alignment:
         watermark = self._replica.watermark
         if app.consumer_generation_id != self._generation:
             self._generation, self._stale = app.consumer_generation_id, watermark
+        fresh = watermark > self._stale
         pause: set[Any] = set()
         for topic, (step, cursor) in self._steps.items():
             tps = {tp.partition: tp for tp in assigned if tp.topic == topic}
-            current = [p for p in tps if p in step.marks and (cursor is None or cursor.synced(p))]
-            marks = {p: step.marks[p] for p in current}
-            fresh = watermark > self._stale
+            marks = {p: step.marks[p] for p in tps if p in step.marks and (cursor is None or cursor.synced(p))}
             paused = {tps[p] for p in ahead(marks, watermark, self._max_ahead)} if fresh else set()
             pause |= paused
             self._metrics.paused.get(step.channel).set(len(paused))

@@ -147,11 +147,7 @@ class SinkLoop:
                     **self.config.client_config,
                 )
             except KafkaError as error:
-                down = self._clock() - started
-                if down > self.config.retry_budget_s:
-                    raise SinkInfraError(f"Kafka unavailable for {down:.0f}s ({error!r})") from error
-                log.warning("Kafka not reachable (%r); retrying, %.0fs of %.0fs budget used", error, down,
-                            self.config.retry_budget_s)  # fmt: skip
+                self._within_budget(error, started, "Kafka not reachable")
                 if stop.wait(_OUTAGE_RETRY_S):
                     return None
 
@@ -238,18 +234,20 @@ class SinkLoop:
         try:
             self._assign(consumer)
         except KafkaError as error:
-            now = self._clock()
             if self._down_since is None:
-                self._down_since = now
-            down = now - self._down_since
-            if down > self.config.retry_budget_s:
-                raise SinkInfraError(f"Kafka unavailable for {down:.0f}s ({error!r})") from error
-            log.warning("Kafka metadata refresh failed (%r); retrying, %.0fs of %.0fs budget used", error, down,
-                        self.config.retry_budget_s)  # fmt: skip
+                self._down_since = self._clock()
+            self._within_budget(error, self._down_since, "Kafka metadata refresh failed")
         else:
             if self._down_since is not None:
                 log.info("Kafka answers again after %.0fs", self._clock() - self._down_since)
             self._down_since = None
+
+    def _within_budget(self, error: KafkaError, since: float, what: str) -> None:
+        """Log a broker error seen since ``since``; ``SinkInfraError`` once that is longer than the budget."""
+        down = self._clock() - since
+        if down > self.config.retry_budget_s:
+            raise SinkInfraError(f"Kafka unavailable for {down:.0f}s ({error!r})") from error
+        log.warning("%s (%r); retrying, %.0fs of %.0fs budget used", what, error, down, self.config.retry_budget_s)
 
     def _assign(self, consumer: Any) -> None:
         existing = consumer.topics()  # lists topics without auto-creating the missing ones
