@@ -6,9 +6,10 @@ link events with the progress marks of the batch's input partitions (to the sing
 applies links in event-time order). The other events are *held* until the identity writer's watermark, as seen
 by this worker's replica, has passed their positions: then every link that precedes them in event time is in
 the replica, and they are routed to the profile they belong to at their position, exactly
-(:func:`pipeline.domain.identity.resolve_at`). Held batches are routed in the order they were taken, with the
-marks of their partitions (pipeline/steps/bundles.py); their inputs are acknowledged only after that, and each
-partition's mark is recorded for the commit (agents/commit_marks.py). Concurrency is 1 per agent on purpose:
+(:func:`pipeline.domain.identity.resolve_at`). Each event is routed as soon as the watermark has passed it, with
+the progress its partition can then promise (pipeline/steps/held.py, pipeline/steps/bundles.py); a batch's
+inputs are acknowledged once all of it is routed, in the order taken, and each partition's mark is recorded for
+the commit (agents/commit_marks.py). Concurrency is 1 per agent on purpose:
 Faust with concurrency > 1 can commit past an in-flight event.
 
 :class:`IdleSources` declares an input partition idle when it has been consumed to its end and nothing arrived
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,11 +31,12 @@ from agents.commit_marks import CommitMarks, fetch_marks
 from agents.cursor import Cursor, faust_cursor
 from agents.identity import wait_for_replica
 from agents.publish import EXIT_INFRA, EXIT_UPSTREAM_BROKEN, RetryPolicy, fatal, publish_all
-from pipeline.domain.eventtime import NEVER, Pos
+from pipeline.domain.eventtime import NEVER
 from pipeline.domain.guard import UpstreamBrokenError
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import IngestMetrics
 from pipeline.steps.bundles import Mark, bundle
+from pipeline.steps.held import Held, HeldBatches
 from pipeline.steps.identity import IdentityRouter
 from pipeline.steps.ingest import IngestStep, RawMessage
 from pipeline.steps.journey import input_source
@@ -67,23 +68,6 @@ class Committed:
     marks: CommitMarks
 
 
-@dataclass(slots=True)
-class Held:
-    """A batch whose canonical and failed events and links are published, waiting to route its other events."""
-
-    events: list[Any]  # Faust events, acknowledged once routed
-    records: list[Mapping[str, Any]]
-    values: list[bytes]
-    positions: list[Pos]
-    ends: dict[int, tuple[int, int]]  # partition -> (offset after the batch, mark there)
-    ready_at: int  # the replica watermark must be above this
-    generation: int  # the cursor's generation when they were admitted
-
-    @property
-    def size(self) -> int:
-        return len(self.events)
-
-
 @dataclass
 class ChannelState:
     """Per channel: the held batches, the lock a batch, a routing pass and an idle check share, and per
@@ -95,7 +79,8 @@ class ChannelState:
     cursor: Cursor | None = None
     generation: int = 0  # the cursor's generation that ``expected`` belongs to
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    held: deque[Held] = field(default_factory=deque)
+    held: HeldBatches = field(default_factory=HeldBatches)
+    routed_at: int = NEVER  # the replica watermark of the last routing pass
     expected: dict[int, int] = field(default_factory=dict)
     seen: dict[int, float] = field(default_factory=dict)
     idle_links: set[int] = field(default_factory=set)
@@ -193,7 +178,7 @@ class Ingest:
     async def route(self, channels: Sequence[ChannelState]) -> None:
         """Route what the replica's watermark allows (run from a short periodic timer)."""
         for channel in channels:
-            if channel.held and channel.held[0].ready_at < self._replica.watermark:
+            if channel.held and channel.routed_at < self._replica.watermark:
                 async with channel.lock:
                     await self._route(channel)
 
@@ -224,35 +209,31 @@ class Ingest:
         for p, (end, _mark) in out.ends.items():
             channel.expected[p], channel.seen[p] = end, now
             channel.active(p)
-        ready = max((pos.order_time for pos in routed.positions), default=NEVER)
-        channel.held.append(Held(events, routed.records, routed.values, routed.positions, out.ends, ready, generation))
+        channel.held.append(Held(events, routed.records, routed.values, routed.positions, out.ends, generation))
 
     async def _route(self, channel: ChannelState) -> None:
-        """Route held batches in order while the replica's watermark is above them; then acknowledge them."""
+        """Route every held event the replica's watermark has passed, with the progress that allows
+        (pipeline/steps/held.py); then acknowledge the batches complete at the head."""
         watermark = self._replica.watermark
         cursor = channel.cursor
         if cursor is None:  # not registered yet: nothing is held
             return
         channel.follow(cursor.generation)
-        batches: list[Held] = []
-        while channel.held and channel.held[0].ready_at < watermark:
-            batches.append(channel.held.popleft())
-        if not batches:
-            return
+        channel.routed_at = watermark
+        out = channel.held.route(watermark)
         step = channel.step
-        entries = []
-        ends: dict[int, tuple[int, int]] = {}
-        for held in batches:
-            entries.extend(self._router.route(held.records, held.values, held.positions))
-            ends.update(held.ends)
-        marks = [Mark(input_source(step.source_topic, p), mark) for p, (_end, mark) in ends.items()]
-        resolved = bundle(self._codec, entries, self._resolved_of, self._outputs.partitions, marks)
-        await publish_all([(self._outputs.resolved, resolved)], self._retry, self._metrics.infra_retries)
-        for p, (end, mark) in ends.items():
-            self._committed.marks.record(step.source_topic, p, end, mark)
-        for held in batches:
+        current = {p: step.marks.get(p, NEVER) for p in channel.expected}
+        promised = channel.held.marks(watermark, current)
+        if out.positions or promised:
+            entries = self._router.route(out.records, out.values, out.positions)
+            marks = [Mark(input_source(step.source_topic, p), mark) for p, mark in promised.items()]
+            resolved = bundle(self._codec, entries, self._resolved_of, self._outputs.partitions, marks)
+            await publish_all([(self._outputs.resolved, resolved)], self._retry, self._metrics.infra_retries)
+        for held in out.complete:
+            for p, (end, mark) in held.ends.items():
+                self._committed.marks.record(step.source_topic, p, end, mark)
             await cursor.ack(channel.stream, held.events, held.generation)
-        self._metrics.held.get(step.channel).set(sum(h.size for h in channel.held))
+        self._metrics.held.get(step.channel).set(channel.held.waiting())
 
 
 class IdleSources:
@@ -313,7 +294,7 @@ class IdleSources:
         if channel.expected[p] < highwater:
             return
         # Towards the journey only once nothing of the partition is held: an idle mark there promises nothing more.
-        resolved = not any(p in h.ends for h in channel.held)
+        resolved = not channel.held.holds(p)
         mark = await self._send_idle(channel, tp, links=p not in channel.idle_links, resolved=resolved)
         channel.idle_links.add(p)
         if resolved:
