@@ -6,8 +6,10 @@ Runs on its own fresh topics (``<prefix>lat-<run>.``): one real ``omnistream wor
 time they are sent. Emitted latency = the output message's Kafka timestamp (set by the worker's producer when
 it sends) minus the event time it carries (``signals.event_time``, ``journey-stages.event_time``, a session
 version's ``end_ms`` = its newest event). Visible latency = the first poll (every ``POLL_S``) at which the row
-is in the snapshot minus its event time, so it is exact to ``POLL_S``. The first ``WARMUP_S`` of events are
-left out (joins, first metadata). Does not measure the sink under the full-speed workload (see bench/sink).
+is in the snapshot minus its event time, so it is exact to ``POLL_S``. Only events of the window
+``[WARMUP_S, seconds)`` count: the first ``WARMUP_S`` are left out (joins, first metadata), and traffic goes on
+for ``COOLDOWN_S`` after the window, so that every counted event meets live traffic behind it (when traffic
+stops, the last events wait for the idle timeout instead: docs/time.md). Does not measure the sink under the full-speed workload (see bench/sink).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pipeline.topics import ensure_pipeline_topics
 
 POLL_S = 0.5
 WARMUP_S = 5.0
+COOLDOWN_S = 5.0
 _SNAPSHOT_QUERIES = {
     "signal": "SELECT signal_id, epoch_ms(event_time) FROM signals WHERE epoch_ms(event_time) >= ?",
     "stage": "SELECT transition_id, epoch_ms(event_time) FROM journey_transitions WHERE epoch_ms(event_time) >= ?",
@@ -61,8 +64,8 @@ class LatencyResult:
 class SnapshotWatcher:
     """Polls the published snapshot and remembers when each row was first visible."""
 
-    def __init__(self, path: Path, since_ms: int) -> None:
-        self.path, self.since_ms = path, since_ms
+    def __init__(self, path: Path, since_ms: int, until_ms: int) -> None:
+        self.path, self.since_ms, self.until_ms = path, since_ms, until_ms
         self.first_seen: dict[str, dict[str, tuple[int, int]]] = {kind: {} for kind in _SNAPSHOT_QUERIES}
 
     def poll(self) -> None:
@@ -79,7 +82,8 @@ class SnapshotWatcher:
             for kind, sql in _SNAPSHOT_QUERIES.items():
                 seen = self.first_seen[kind]
                 for row_id, event_ms in con.execute(sql, [self.since_ms]).fetchall():
-                    seen.setdefault(row_id, (now, int(event_ms)))
+                    if event_ms < self.until_ms:
+                        seen.setdefault(row_id, (now, int(event_ms)))
         except duckdb.Error:
             return
         finally:
@@ -89,9 +93,11 @@ class SnapshotWatcher:
         return {kind: [seen - at for seen, at in rows.values()] for kind, rows in self.first_seen.items()}
 
 
-def emitted_latencies(bootstrap: str, topics: dict[str, tuple[str, str]], since_ms: int) -> dict[str, list[int]]:
+def emitted_latencies(
+    bootstrap: str, topics: dict[str, tuple[str, str]], since_ms: int, until_ms: int
+) -> dict[str, list[int]]:
     """Kafka timestamp minus the event time carried in ``field``, per ``kind -> (topic, field)``, for events
-    after ``since_ms``; records without the field (journey-control messages on resolved-events) are skipped, and
+    in ``[since_ms, until_ms)``; records without the field (journey-control messages on resolved-events) are skipped, and
     an event bundle counts once per entry (each entry was emitted when the bundle was)."""
     from pipeline.steps.bundles import read
     from schemas.codec import AvroCodec
@@ -117,7 +123,7 @@ def emitted_latencies(bootstrap: str, topics: dict[str, tuple[str, str]], since_
                         for rec in records:
                             for entry in read(codec, rec.key or b"", rec.value)[0]:
                                 at = codec.decode(entry.value).record.get(field_name)
-                                if at is not None and int(at) >= since_ms:
+                                if at is not None and since_ms <= int(at) < until_ms:
                                     samples.append(int(rec.timestamp) - int(at))
                         if records and records[-1].offset + 1 >= ends[tp]:
                             remaining.discard(tp)
@@ -150,9 +156,10 @@ def measure(ctx: BenchContext, rate: float, seconds: float, report: Callable[[st
         while group.stable_members() < 1 and time.monotonic() < deadline and worker[0].poll() is None:
             time.sleep(0.5)
         report(f"  latency: worker and sink up; producing {rate:,.0f} events/s for {seconds:.0f} s")
-        since = int(time.time() * 1000 + WARMUP_S * 1000)
-        watcher = SnapshotWatcher(snapshot, since)
-        live = _start_live(ctx, prefix, rate, seconds)
+        now_ms = int(time.time() * 1000)
+        since, until = now_ms + int(WARMUP_S * 1000), now_ms + int(seconds * 1000)
+        watcher = SnapshotWatcher(snapshot, since, until)
+        live = _start_live(ctx, prefix, rate, seconds + COOLDOWN_S)
         while live.poll() is None:
             watcher.poll()
             time.sleep(POLL_S)
@@ -183,7 +190,7 @@ def measure(ctx: BenchContext, rate: float, seconds: float, report: Callable[[st
         "stage": (settings.topic("journey-stages"), "event_time"),
         "signal": (settings.topic("signals"), "event_time"),
     }
-    result.emitted = emitted_latencies(ctx.bootstrap, topics, since)
+    result.emitted = emitted_latencies(ctx.bootstrap, topics, since, until)
     drop_topics(ctx.bootstrap, prefix, app_id + "-")
     return result
 
