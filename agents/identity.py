@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from agents.batching import PARTITIONER
@@ -65,7 +65,10 @@ def register_identity_writer(
             # Assignments before events: a router that sees the resolved output later also sees the links.
             await publish(outputs["assignments"], out.assignments, retry, retries)
             resolved = bundle(codec, out.resolved, by_key, partitions, out.marks) if out.resolved or out.marks else []
-            await publish_all([(outputs["merges"], out.merges), (outputs["resolved"], resolved)], retry, retries)
+            sends: list[tuple[Any, Sequence[tuple[bytes | None, bytes]]]] = [
+                (outputs["merges"], out.merges), (outputs["resolved"], resolved), (outputs["failed"], out.failed)
+            ]  # fmt: skip
+            await publish_all(sends, retry, retries)
             await cursor.ack(stream, events, admitted.generation)
 
     return app.agent(_raw(app, source), name="identity-write", concurrency=1)(write)

@@ -204,7 +204,7 @@ def register_identity_and_journey(
     partitions = settings.partitions
     limit = settings.identity_max_customers_per_identifier
     policy = IdentityPolicy({kind: limit for kind in KINDS if kind != "customer_id"})
-    writer = IdentityWriter(codec, policy, idm, sources)
+    writer = IdentityWriter(codec, policy, idm, sources, quarantine.seal, clock)
     register_identity_writer(
         app, writer, codec, settings.kafka_bootstrap, t("identity-links"), outputs, partitions, metrics.infra_retries,
         retry, tuning.batch_size, tuning.batch_within_s, client,

@@ -150,6 +150,7 @@ class IdentityMetrics:
     links: ChildCache[Counter]
     merges: Counter
     shared: Counter
+    processing_errors: Counter
 
 
 def identity_metrics(registry: CollectorRegistry) -> IdentityMetrics:
@@ -175,6 +176,12 @@ def identity_metrics(registry: CollectorRegistry) -> IdentityMetrics:
             namespace=ns,
             registry=registry,
         ),
+        processing_errors=Counter(
+            "identity_processing_errors",
+            "Link events the identity writer failed on unexpectedly (sent to failed-events as processing_error)",
+            namespace=ns,
+            registry=registry,
+        ),
     )
 
 
@@ -193,6 +200,7 @@ class JourneyMetrics:
     pending: Gauge
     watermark: ChildCache[Gauge]
     restore_seconds: Histogram
+    processing_errors: Counter
 
 
 def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
@@ -255,6 +263,12 @@ def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
             "journey_restore_seconds",
             "Time to rebuild a journey partition's runtime after it was assigned",
             buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
+            namespace=ns,
+            registry=registry,
+        ),
+        processing_errors=Counter(
+            "journey_processing_errors",
+            "Journey items a customer failed on unexpectedly (sent to failed-events as processing_error)",
             namespace=ns,
             registry=registry,
         ),

@@ -17,19 +17,24 @@ from __future__ import annotations
 import bisect
 import heapq
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline import __version__
+from pipeline.clock import Clock, SystemClock
 from pipeline.domain.eventtime import NEVER, RANK_CONTROL, Pos, Sources
 from pipeline.domain.identity import IdentityPolicy, IdentityState, apply_link, resolve
 from pipeline.domain.identity_rules import link_candidates
+from pipeline.domain.records import FailureType, Rejection, failed_event_record
 from pipeline.identity.replica import HISTORY_LIMIT, WATERMARK_KEY, AssignmentReplica, encode_assignment
 from pipeline.metrics import IdentityMetrics
 from pipeline.steps.bundles import Entry, Mark, read
 from schemas.codec import AvroCodec
 
 KeyValue = tuple[bytes | None, bytes]
+log = logging.getLogger(__name__)
 LINKS_KEY = b"links"
 WRITER = "writer"
 
@@ -85,6 +90,7 @@ class WriterOutput:
     merges: list[KeyValue] = field(default_factory=list)
     resolved: list[Entry] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
+    failed: list[KeyValue] = field(default_factory=list)
 
 
 class IdentityWriter:
@@ -92,9 +98,12 @@ class IdentityWriter:
     and each identifier's assignment history; ``next_offset`` is the log position it reflects."""
 
     def __init__(
-        self, codec: AvroCodec, policy: IdentityPolicy, metrics: IdentityMetrics, expected_sources: Iterable[str]
-    ) -> None:
+        self, codec: AvroCodec, policy: IdentityPolicy, metrics: IdentityMetrics, expected_sources: Iterable[str],
+        seal: Callable[[bytes], str], clock: Clock | None = None,
+    ) -> None:  # fmt: skip
         self._codec = codec
+        self._seal = seal
+        self._clock = clock or SystemClock()
         self._policy = policy
         self._metrics = metrics
         self._expected = frozenset(expected_sources)
@@ -138,7 +147,12 @@ class IdentityWriter:
             if pos.event_id in self.applied:
                 continue
             self.applied.add(pos.event_id)
-            self._apply(pos, value, changed, out)
+            before = len(out.merges), len(out.resolved)
+            try:
+                self._apply(pos, value, changed, out)
+            except Exception as exc:  # a bug or a link no rule foresaw: keep it as failed, go on with the others
+                del out.merges[before[0] :], out.resolved[before[1] :]
+                self._broken(pos, value, exc, out)
         for node in changed:
             out.assignments.append((node.encode(), encode_assignment(self.history[node])))
         if watermark > self.published:
@@ -146,6 +160,23 @@ class IdentityWriter:
             out.assignments.append((WATERMARK_KEY, json.dumps({"watermark": watermark}).encode()))
             out.marks.append(Mark(WRITER, watermark))
         return out
+
+    def _broken(self, pos: Pos, value: bytes, exc: Exception, out: WriterOutput) -> None:
+        """A link event whose application raised becomes a ``processing_error`` failed event. What the link
+        changed in the graph before the error stays (replaying the log repeats it exactly), nothing of it is
+        published, and the event reaches no journey."""
+        log.exception("identity writer: link event %s failed; kept as a failed event", pos.event_id)
+        try:
+            record = self._codec.decode(value).record
+            at = (record["source_topic"], record["source_partition"], record["source_offset"])
+        except Exception:  # it does not even decode: name it by its position
+            at = ("identity-links", 0, 0)
+        rejection = Rejection(FailureType.PROCESSING_ERROR, "unexpected_exception", repr(exc)[:1000],
+                              event_id=pos.event_id)  # fmt: skip
+        failed = failed_event_record(rejection, *at, LINKS_KEY, value, f"identity/{__version__}", self._clock.now_ms(),
+                                     seal=self._seal)  # fmt: skip
+        out.failed.append((LINKS_KEY, self._codec.encode("failed-event", failed)))
+        self._metrics.processing_errors.inc()
 
     def _pos(self, e: Entry) -> Pos:
         if e.order_time:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from pipeline.steps.bundles import Entry, read
 from pipeline.steps.journey_customer import Advance, CustomerMachine, CustomerState, Item
 from pipeline.steps.journey_signals import JourneySignals, SignalsOutput
 from schemas.codec import AvroCodec
+
+log = logging.getLogger(__name__)
 
 KeyValue = tuple[bytes | None, bytes]
 WRITER = "writer"
@@ -58,6 +61,20 @@ class JourneyOutput:
     journey: SignalsOutput = field(default_factory=SignalsOutput)
     entries: list[Entry] = field(default_factory=list)  # transfers and forwards, keyed by the customer addressed
     watermark: int = NEVER
+
+    def _lists(self) -> tuple[list[Any], ...]:
+        j = self.journey
+        return self.sessions, self.failed, self.entries, j.transitions, j.signals, j.profiles
+
+    def mark(self) -> tuple[int, ...]:
+        """Where the outputs stand, for :meth:`rewind`."""
+        return tuple(len(items) for items in self._lists())
+
+    def rewind(self, mark: tuple[int, ...], key: bytes) -> None:
+        """Drop what was added since ``mark`` and the new record of ``key``: a customer that failed half-way."""
+        for items, size in zip(self._lists(), mark, strict=True):
+            del items[size:]
+        self.states.pop(key, None)
 
 
 class Tally(NamedTuple):
@@ -184,7 +201,12 @@ class JourneyStep:
             if part.due.get(key) == due:
                 keys.add(key)
         for key in sorted(keys):
-            self._customer(part, key, load, base, out)
+            before = out.mark()
+            try:
+                self._customer(part, key, load, base, out)
+            except Exception as exc:  # a bug or a record no rule foresaw: keep its items, go on with the others
+                out.rewind(before, key)
+                self._broken(part, key, base, exc, out)
         out.partition_state = part.encode()
         return out
 
@@ -284,8 +306,44 @@ class JourneyStep:
     def _late(self, key: bytes, it: Item, event: CustomerEventRecord, reason: str, out: JourneyOutput) -> None:
         rejection = Rejection(FailureType.LATE_EVENT, "behind_customer_clock", reason, event_id=event["event_id"])
         # The event's own input coordinates: the warehouse keeps one failed row per (topic, partition, offset).
-        record = failed_event_record(rejection, event["source_topic"], event["source_partition"],
-                                     event["source_offset"], key, it.value, f"journey/{__version__}",
-                                     self._clock.now_ms(), seal=self._seal)  # fmt: skip
-        out.failed.append((self._failed_key, self._codec.encode("failed-event", record)))
+        self._reject(rejection, (event["source_topic"], event["source_partition"], event["source_offset"]), key,
+                     it.value, out)  # fmt: skip
         self._metrics.late.inc()
+
+    def _reject(
+        self, rejection: Rejection, at: tuple[str, int, int], key: bytes, value: bytes, out: JourneyOutput
+    ) -> None:
+        record = failed_event_record(rejection, *at, key, value, f"journey/{__version__}", self._clock.now_ms(),
+                                     seal=self._seal)  # fmt: skip
+        out.failed.append((self._failed_key, self._codec.encode("failed-event", record)))
+
+    def _broken(self, part: JourneyPartition, key: bytes, base: int, exc: Exception, out: JourneyOutput) -> None:
+        """The customer's items due at ``base`` become ``processing_error`` failed events (controls are logged);
+        the customer keeps its record as before them, and its later items are applied as they come."""
+        log.exception("journey: customer %r failed at watermark %d; its due items are kept as failed events", key, base)
+        items = part.pending.get(key, [])
+        due = [it for it in items if it.pos.order_time < base]
+        rest = items[len(due) :]
+        for it in due:
+            part.held[it.offset] -= 1
+            if it.control is not None:
+                continue
+            try:
+                event = self._decode_event(it.value)
+                at = (event["source_topic"], event["source_partition"], event["source_offset"])
+            except Exception:  # the event itself does not decode: name it by its resolved-events message
+                at = (self._failed_key.decode(), part.partition, it.offset)
+            rejection = Rejection(FailureType.PROCESSING_ERROR, "unexpected_exception", repr(exc)[:1000],
+                                  event_id=it.pos.event_id)  # fmt: skip
+            self._reject(rejection, at, key, it.value, out)
+            self._metrics.processing_errors.inc()
+        if rest:
+            part.pending[key] = rest
+            heapq.heappush(part.heads, (rest[0].pos.order_time, key))
+        else:
+            part.pending.pop(key, None)
+        mine = part.transfers.get(key, {})
+        for ident in [k for k in mine if k[1].order_time < base]:
+            part.held[mine.pop(ident)[1]] -= 1
+        if not mine:
+            part.transfers.pop(key, None)

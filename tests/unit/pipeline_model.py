@@ -31,6 +31,7 @@ from pipeline.metrics_journey import journey_signal_metrics
 from pipeline.simulate.config import SimConfig
 from pipeline.simulate.simulation import Simulation
 from pipeline.steps.bundles import Mark, bundle
+from pipeline.steps.held import Held, HeldBatches
 from pipeline.steps.identity import IdentityRouter, IdentityWriter
 from pipeline.steps.journey import WRITER, JourneyPartition, JourneyStep, input_source
 from pipeline.steps.journey_signals import JourneySignals
@@ -103,13 +104,14 @@ class Model:
             self.sources[input_source(e["source_topic"], e["source_partition"])].append(e)
         self.cursor = dict.fromkeys(self.sources, 0)
         self.marks = dict.fromkeys(self.sources, NEVER)
-        self.held: dict[str, list[tuple[list[tuple[Any, bytes]], list[Pos], int, int]]] = defaultdict(list)
+        self.held: dict[str, HeldBatches] = defaultdict(HeldBatches)
         self.idle: set[str] = set()
         self.idle_links: set[str] = set()
         self.registry = CollectorRegistry()
         self.replica = AssignmentReplica("unused:0", "unused")
         self.router = IdentityRouter(self.replica, identity_metrics(self.registry))
-        self.writer = IdentityWriter(codec, config.identity, identity_metrics(CollectorRegistry()), self.sources)
+        self.writer = IdentityWriter(codec, config.identity, identity_metrics(CollectorRegistry()), self.sources,
+                                     lambda b: "sealed")  # fmt: skip
         self.links = Topic(1)
         self.assignments: list[tuple[bytes, bytes]] = []
         self.replica_pos = 0
@@ -178,22 +180,23 @@ class Model:
         values = [self.codec.encode("customer-event", r) for r in records]
         split = self.router.split(records, values, positions)
         self._publish(self.links, bundle(self.codec, split.links, lambda _k: 0, 1, [Mark(source, self.marks[source])]))
-        ready = max((p.order_time for p in split.positions), default=NEVER)
-        pairs: list[tuple[Any, bytes]] = list(zip(split.records, split.values, strict=True))
-        self.held[source].append((pairs, split.positions, ready, self.marks[source]))
+        self.held[source].append(Held([], split.records, split.values, split.positions, {0: (0, 0)}, 1))
         self._route(source)
         return True
 
     def _route(self, source: str) -> bool:
-        moved = False
-        while self.held[source] and self.held[source][0][2] < self.replica.watermark:
-            pairs, positions, _ready, end_mark = self.held[source].pop(0)
-            entries = self.router.route([r for r, _ in pairs], [v for _, v in pairs], positions)
-            mark = [Mark(source, end_mark)]  # later batches of the source only hold order times from here on
-            self._publish(self.resolved, bundle(self.codec, entries, lambda k: partition_of(k, self.partitions),
-                                        self.partitions, mark))  # fmt: skip
-            moved = True
-        return moved
+        """The worker's routing pass (agents/ingest.py): every held event below the watermark, with the promise
+        that allows (pipeline/steps/held.py)."""
+        held, watermark = self.held[source], self.replica.watermark
+        out = held.route(watermark)
+        promised = held.marks(watermark, {0: self.marks[source]})
+        if not out.positions and not promised:
+            return False
+        entries = self.router.route(out.records, out.values, out.positions)
+        marks = [Mark(source, promised[0])] if promised else []
+        self._publish(self.resolved, bundle(self.codec, entries, lambda k: partition_of(k, self.partitions),
+                                            self.partitions, marks))  # fmt: skip
+        return True
 
     def write(self) -> bool:
         log = self.links.logs[0]
@@ -205,6 +208,7 @@ class Model:
         out = self.writer.process_batch(batch)
         self.assignments.extend(out.assignments)
         self.outputs["merges"].extend((k, v) for k, v in out.merges)
+        self.outputs["failed"].extend((k, v) for k, v in out.failed)
         if out.resolved or out.marks:
             self._publish(self.resolved, bundle(self.codec, out.resolved, lambda k: partition_of(k, self.partitions),
                                         self.partitions, out.marks))  # fmt: skip

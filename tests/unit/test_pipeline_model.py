@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,70 @@ def assert_tallies(model: Model) -> None:
         persisted = Tally(*json.loads(unpack(table[b"~state"])[2] or b"{}").get("t", (0, 0, 0, 0)))
         assert (part.tally if part else persisted) == persisted == want
         assert want.customers == len(records) > 0 and want.state_bytes > 0
+
+
+def test_a_customer_the_journey_fails_on_becomes_processing_errors_and_the_others_are_unchanged(events: list) -> None:
+    config = reference_config(LATENESS)
+
+    def run(broken: str | None) -> Model:
+        model = Model(events, config, CODEC, partitions=3, lateness_ms=LATENESS, rng=random.Random(3))
+        if broken is not None:
+            machine = model.step._machine
+            advance = machine.advance
+
+            def failing(customer: str, *args: Any, **kwargs: Any) -> Any:
+                if customer == broken:  # a bug that only this customer's records reach
+                    raise ZeroDivisionError("injected")
+                return advance(customer, *args, **kwargs)
+
+            machine.advance = failing  # type: ignore[method-assign]
+        model.run()
+        return model
+
+    clean = run(None)
+    rows = comparable(warehouse(clean.outputs, CODEC))
+    merged = {c for pair in rows["merges"] for c in pair}
+    sessions_of: dict[str, int] = {}
+    for s in rows["sessions"].values():
+        sessions_of[s["customer_id"]] = sessions_of.get(s["customer_id"], 0) + 1
+    broken = max((c for c in sessions_of if c not in merged), key=lambda c: (sessions_of[c], c))
+
+    faulty = run(broken)
+    failed = [dict(CODEC.decode(v).record) for _k, v in faulty.outputs["failed"]]
+    errors = [f for f in failed if f["failure_type"] == "processing_error"]
+    assert errors and all(f["rule"] == "unexpected_exception" and "injected" in f["reason"] for f in errors)
+    assert len({f["event_id"] for f in errors}) == len(errors)
+    got = comparable(warehouse(faulty.outputs, CODEC))
+    for table in ("sessions", "transitions", "signals"):
+        others = {k: r for k, r in rows[table].items() if r["customer_id"] != broken}
+        assert {k: r for k, r in got[table].items() if r["customer_id"] != broken} == others, table
+        assert not any(r["customer_id"] == broken for r in got[table].values()), table
+    assert faulty.step.partitions and all(not part.pending for part in faulty.step.partitions.values())
+
+
+def test_a_link_the_identity_writer_fails_on_is_a_processing_error_and_nothing_else_changes(
+    events: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.steps.identity as identity_step
+    from pipeline.domain.identity_rules import link_candidates
+
+    links = [e for e in events if link_candidates(e) is not None]
+    victim = links[len(links) // 2]["event_id"]
+    apply_link = identity_step.apply_link
+
+    def failing(state: Any, link: Any, *args: Any, **kwargs: Any) -> Any:
+        if link.event_id == victim:  # a bug that only this link reaches, before it changes anything
+            raise KeyError("injected")
+        return apply_link(state, link, *args, **kwargs)
+
+    monkeypatch.setattr(identity_step, "apply_link", failing)
+    config = reference_config(LATENESS)
+    model = Model(events, config, CODEC, partitions=3, lateness_ms=LATENESS, rng=random.Random(5))
+    model.run()
+    failed = [dict(CODEC.decode(v).record) for _k, v in model.outputs["failed"]]
+    errors = [f for f in failed if f["failure_type"] == "processing_error"]
+    assert [(f["event_id"], f["rule"]) for f in errors] == [(victim, "unexpected_exception")]
+    got = comparable(warehouse(model.outputs, CODEC))
+    want = comparable(reference([e for e in model.accepted if e["event_id"] != victim], config, CODEC))
+    for table in want:
+        assert got[table] == want[table], table
