@@ -11,8 +11,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from prometheus_client import Counter
@@ -25,15 +26,6 @@ log = logging.getLogger(__name__)
 #: Exit codes: supervisors restart on any non-zero; these tell operators why.
 EXIT_INFRA = 75  # EX_TEMPFAIL: Kafka or registry unavailable for longer than the retry budget
 EXIT_UPSTREAM_BROKEN = 65  # EX_DATAERR: invalid-input share over the guard limit
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff for infrastructure errors, bounded by a total time budget."""
-
-    first_delay_s: float = 0.5
-    max_delay_s: float = 10.0
-    budget_s: float = 300.0
 
 
 def fatal(message: str, code: int) -> NoReturn:
@@ -50,6 +42,26 @@ def fatal(message: str, code: int) -> NoReturn:
     os._exit(code)
 
 
+@dataclass(frozen=True)
+class RetryClock:
+    """The time a retry loop reads and waits on (injected: a test's clock advances when it sleeps)."""
+
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff for infrastructure errors, bounded by a total time budget; ``give_up`` runs when the
+    budget is spent (by default :func:`fatal`: the process exits with the code it is given)."""
+
+    first_delay_s: float = 0.5
+    max_delay_s: float = 10.0
+    budget_s: float = 300.0
+    clock: RetryClock = field(default_factory=RetryClock)
+    give_up: Callable[[str, int], NoReturn] = fatal
+
+
 async def publish(
     topic: Any,
     items: Sequence[tuple[bytes | None, bytes]],
@@ -62,8 +74,8 @@ async def publish(
     """
     pending = list(items)
     delay = policy.first_delay_s
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + policy.budget_s
+    clock = policy.clock
+    deadline = clock.now() + policy.budget_s
     attempt = 0
     name = topic.get_topic_name()
     while pending:
@@ -82,8 +94,8 @@ async def publish(
             return
         attempt += 1
         retries.get(f"produce:{name}").inc()
-        if loop.time() + delay > deadline:
-            fatal(
+        if clock.now() + delay > deadline:
+            policy.give_up(
                 f"Kafka unavailable: could not publish {len(failed)} messages to {name} "
                 f"for {policy.budget_s:.0f}s ({last_error!r}); exiting so the batch is replayed after restart",
                 EXIT_INFRA,
@@ -97,7 +109,7 @@ async def publish(
             attempt,
             delay,
         )
-        await asyncio.sleep(delay)
+        await clock.sleep(delay)
         delay = min(delay * 2, policy.max_delay_s)
         pending = failed
 

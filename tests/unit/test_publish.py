@@ -4,14 +4,15 @@ overlapped, record batches cut by partition (Kafka's murmur2) and by size, key o
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
 from kafka.partitioner.default import murmur2
 from prometheus_client import CollectorRegistry, Counter
 
 from agents.batching import Partitioner, send_chunks
-from agents.publish import RetryPolicy, publish, publish_all
+from agents.publish import EXIT_INFRA, RetryClock, RetryPolicy, publish, publish_all
 from pipeline.metrics import ChildCache
 
 
@@ -128,3 +129,60 @@ def test_partitioner_spreads_keyless_messages_and_caches_keys() -> None:
     key = b"customer-42"
     expected = (murmur2(key) & 0x7FFFFFFF) % 12
     assert partitioner.partition("t", key, 12) == partitioner.partition("u", key, 12) == expected
+
+
+class FakeClock:
+    """Time that passes only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+class GaveUp(Exception):
+    pass
+
+
+def _give_up(message: str, code: int) -> NoReturn:
+    raise GaveUp(message, code)
+
+
+def test_an_outage_longer_than_the_budget_exits_75_after_the_budget_and_not_before() -> None:
+    clock = FakeClock()
+    policy = RetryPolicy(budget_s=300.0, clock=RetryClock(clock.now, clock.sleep), give_up=_give_up)
+
+    async def run() -> None:
+        producer = Producer([], partitions=1, fail=10**6)  # the broker never comes back
+        producer.release.set()
+        await publish(Topic("t", producer), [(b"k", b"v")], policy, _retries())
+
+    with pytest.raises(GaveUp) as stopped:
+        asyncio.run(run())
+    message, code = stopped.value.args
+    assert code == EXIT_INFRA and "for 300s" in message
+    waited = sum(clock.sleeps)
+    assert 300.0 - policy.max_delay_s < waited <= 300.0  # it used the whole budget, and no more
+    assert clock.sleeps[:6] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0] and max(clock.sleeps) == policy.max_delay_s
+
+
+def test_an_outage_shorter_than_the_budget_is_waited_out_and_every_item_is_sent_once() -> None:
+    clock = FakeClock()
+    policy = RetryPolicy(budget_s=300.0, clock=RetryClock(clock.now, clock.sleep), give_up=_give_up)
+
+    async def run() -> Producer:
+        producer = Producer([], partitions=1, fail=25)  # 25 failed attempts: about 3.5 minutes of outage
+        producer.release.set()
+        await publish(Topic("t", producer), [(b"k", b"v1"), (b"k", b"v2")], policy, _retries())
+        return producer
+
+    producer = asyncio.run(run())
+    assert [v for *_, v in producer.acked] == [b"v1", b"v2"]
+    assert 100.0 < sum(clock.sleeps) < 300.0
