@@ -13,7 +13,8 @@ import typer
 from pipeline.settings import DEV_PII_SECRET, load_settings
 
 #: Exit codes beyond the agents' own (agents/publish.py): a stop that overran its bound, refused credentials.
-EXIT_SHUTDOWN_TIMEOUT = 70  # EX_SOFTWARE: the clean stop did not finish within OMNISTREAM_SHUTDOWN_TIMEOUT_S
+EXIT_SOFTWARE = 70  # EX_SOFTWARE: an unexpected error stopped the worker
+EXIT_SHUTDOWN_TIMEOUT = 70  # EX_SOFTWARE too: the clean stop did not finish within OMNISTREAM_SHUTDOWN_TIMEOUT_S
 EXIT_AUTH = 77  # EX_NOPERM: the brokers refused the configured credentials
 EXIT_CONFIG = 78  # EX_CONFIG: security settings incomplete or unreadable
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the brokers did not answer at start-up
@@ -79,7 +80,12 @@ def worker(
     use_event_loop(settings.event_loop)
     app = create_app(settings, registry, input_partitions=counts)
     quiet_repeats()
-    bounded_worker(app, settings.log_level, settings.shutdown_timeout_s).execute_from_commandline()
+    try:
+        bounded_worker(app, settings.log_level, settings.shutdown_timeout_s).execute_from_commandline()
+    except SystemExit as stop:
+        if stop.code == 1:  # Faust's exit after an unexpected error: the documented code for that is 70
+            raise SystemExit(EXIT_SOFTWARE) from None
+        raise
 
 
 def use_event_loop(name: str) -> None:

@@ -1,4 +1,5 @@
-"""The broker goes away while the worker runs: the worker reports and retries, and loses nothing."""
+"""The broker goes away for 100 s while a worker and the sink run: both report and retry within their retry
+budget (OMNISTREAM_RETRY_BUDGET_S, 5 min by default), and nothing is lost."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from pipeline.kafka_local import start_broker, stop_broker
 from pipeline.settings import load_settings
 from tests.integration.pipeline_env import PipelineEnv, expected_failed, free_port
 from tests.integration.processes import wait_until
+from tests.integration.test_sink_crash import assert_exactly_once, start_sink, stored_offsets, total_end
+
+OUTAGE_S = 100.0
 
 
-def test_worker_survives_a_broker_outage_without_loss(tmp_path: Path) -> None:
+def test_worker_and_sink_ride_out_a_100_s_broker_outage_without_loss(tmp_path: Path) -> None:
     # A broker of its own: stopping the shared one would break every other test.
     settings = load_settings(
         broker_port=free_port(), controller_port=free_port(), state_dir=tmp_path / "broker", partitions=4
@@ -23,22 +27,39 @@ def test_worker_survives_a_broker_outage_without_loss(tmp_path: Path) -> None:
         want = int(truth["expected"]["unique_valid_events"]) + expected_failed(truth)
         worker = env.start_worker()
         wait_until(lambda: env.output_count() > 0, 120, what="first outputs")
+        db = tmp_path / "warehouse.duckdb"
+        sink = start_sink(env, "sink", db, "--snapshot-every", "0.5")
+        wait_until(lambda: "sink assigned" in sink.log_tail(), 60, 0.1, "the sink to start")
         stop_broker(settings)
-        assert worker.alive(), worker.log_tail()
-        time.sleep(10)
-        assert worker.alive(), "the worker must ride out a short outage:\n" + worker.log_tail()
+        down = time.monotonic()
+
+        def both_alive() -> bool:
+            assert worker.alive(), "the worker must ride out the outage:\n" + worker.log_tail()
+            assert sink.alive(), "the sink must ride out the outage:\n" + sink.log_tail()
+            return time.monotonic() - down >= OUTAGE_S
+
+        wait_until(both_alive, OUTAGE_S + 30, 1.0, f"{OUTAGE_S:.0f} s of outage")
         start_broker(settings)
         env.wait_for_outputs(want, timeout_s=300, worker=worker)
+
+        def sink_caught_up() -> bool:
+            assert sink.alive(), sink.log_tail()
+            return stored_offsets(db.with_suffix(".snap")) >= total_end(env)
+
+        wait_until(sink_caught_up, 180, what="the sink to store every output")
+        assert sink.terminate() == 0, sink.log_tail()
+        assert_exactly_once(db)
         time.sleep(3)  # let a replayed batch (if any) land before counting
         assert worker.terminate() == 0, worker.log_tail()
 
         summary = env.summary()
         assert len(summary.canonical_event_ids) == truth["expected"]["unique_valid_events"], "events lost"
         assert summary.failed_total >= expected_failed(truth)
-        log = worker.log_path.read_text(errors="replace")
-        assert any(s in log for s in ("retry", "Unable to connect", "Connection", "KafkaConnectionError")), (
-            "the outage must be visible in the worker log"
-        )
+        for proc in (worker, sink):
+            log = proc.log_path.read_text(errors="replace")
+            assert any(s in log for s in ("retry", "Unable to connect", "Connection", "KafkaConnectionError")), (
+                f"the outage must be visible in the log of {proc.log_path.name}"
+            )
         print(
             f"outage run: {want} expected outputs, {summary.canonical_total} canonical "
             f"({summary.duplicate_event_ids} replayed duplicates), {summary.failed_total} failed"
