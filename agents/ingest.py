@@ -223,7 +223,7 @@ class Ingest:
         out = channel.held.route(watermark)
         step = channel.step
         current = {p: step.marks.get(p, NEVER) for p in channel.expected}
-        promised = channel.held.marks(watermark, current)
+        promised = channel.held.marks(watermark, current, every=bool(out.positions))
         if out.positions or promised:
             entries = self._router.route(out.records, out.values, out.positions)
             marks = [Mark(input_source(step.source_topic, p), mark) for p, mark in promised.items()]

@@ -108,13 +108,17 @@ class HeldBatches:
             out.complete.append(self.batches.popleft())
         return out
 
-    def marks(self, watermark: int, current: Mapping[int, int]) -> dict[int, int]:
-        """Progress to promise the journey after :meth:`route` at ``watermark``, per partition whose promise
-        grew: its current mark, or the watermark if less while some input of it is still held (everything of it
-        below the watermark is routed; everything held or still to come lies at or above the smaller one)."""
+    def marks(self, watermark: int, current: Mapping[int, int], every: bool = False) -> dict[int, int]:
+        """Progress to promise the journey after :meth:`route` at ``watermark``, per partition: its current mark,
+        or the watermark if less while some input of it is still held (everything of it below the watermark is
+        routed; everything held or still to come lies at or above the smaller one). Only promises that grew,
+        unless ``every``: a message that carries entries reports every partition, so that a journey which
+        declared one idle sees it active again with them (docs/time.md, idle sources)."""
         out: dict[int, int] = {}
         for partition, mark in current.items():
             promise = min(mark, watermark) if self.holds(partition) else mark
-            if promise > self.sent.get(partition, promise - 1):
-                out[partition] = self.sent[partition] = promise
+            before = self.sent.get(partition)
+            if every or before is None or promise > before:
+                out[partition] = promise
+                self.sent[partition] = promise if before is None else max(before, promise)
         return out

@@ -189,7 +189,7 @@ class Model:
         that allows (pipeline/steps/held.py)."""
         held, watermark = self.held[source], self.replica.watermark
         out = held.route(watermark)
-        promised = held.marks(watermark, {0: self.marks[source]})
+        promised = held.marks(watermark, {0: self.marks[source]}, every=bool(out.positions))
         if not out.positions and not promised:
             return False
         entries = self.router.route(out.records, out.values, out.positions)

@@ -112,3 +112,14 @@ def test_every_event_once_at_the_first_watermark_above_it_and_promises_hold(
     ids = [eid for eid, _ in routed]
     assert len(ids) == len(set(ids)) == sum(len(t) for b in batches for t in b.values())
     assert not held
+
+
+def test_a_pass_that_routes_entries_reports_every_partition_so_an_idle_one_comes_back() -> None:
+    held = HeldBatches()
+    held.append(_batch({0: [10]}))
+    assert held.marks(5, {0: 10, 1: 8}) == {0: 5, 1: 8}
+    held.route(11)
+    assert held.marks(11, {0: 10, 1: 8}) == {0: 10}  # nothing routed: only what grew
+    held.append(_batch({1: [9]}, 1))
+    held.route(12)
+    assert held.marks(12, {0: 10, 1: 9}, every=True) == {0: 10, 1: 9}
