@@ -9,14 +9,15 @@ version's ``end_ms`` = its newest event). Visible latency = the first poll (ever
 is in the snapshot minus its event time, so it is exact to ``POLL_S``. Only events of the window
 ``[WARMUP_S, seconds)`` count: the first ``WARMUP_S`` are left out (joins, first metadata), and traffic goes on
 for ``COOLDOWN_S`` after the window, so that every counted event meets live traffic behind it (when traffic
-stops, the last events wait for the idle timeout instead: docs/time.md). Does not measure the sink under the full-speed workload (see bench/sink).
+stops, the last events wait for the idle timeout instead: docs/time.md). Does not measure the sink under the
+full-speed workload (see bench/sink).
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,8 @@ def emitted_latencies(
     bootstrap: str, topics: dict[str, tuple[str, str]], since_ms: int, until_ms: int
 ) -> dict[str, list[int]]:
     """Kafka timestamp minus the event time carried in ``field``, per ``kind -> (topic, field)``, for events
-    in ``[since_ms, until_ms)``; records without the field (journey-control messages on resolved-events) are skipped, and
-    an event bundle counts once per entry (each entry was emitted when the bundle was)."""
+    in ``[since_ms, until_ms)``; records without the field (journey-control messages on resolved-events) are
+    skipped, and an event bundle counts once per entry (each entry was emitted when the bundle was)."""
     from pipeline.steps.bundles import read
     from schemas.codec import AvroCodec
     from schemas.registry import FileSchemaRegistry
@@ -133,8 +134,11 @@ def emitted_latencies(
     return out
 
 
-def measure(ctx: BenchContext, rate: float, seconds: float, report: Callable[[str], None]) -> LatencyResult:
-    """One worker + the sink on fresh topics, ``bench.live`` at ``rate`` for ``seconds``."""
+def measure(
+    ctx: BenchContext, rate: float, seconds: float, report: Callable[[str], None], env: Mapping[str, str] | None = None
+) -> LatencyResult:
+    """One worker + the sink on fresh topics, ``bench.live`` at ``rate`` for ``seconds``; ``env``: settings of
+    the worker that differ from the defaults."""
     prefix = ctx.measurement_prefix("lat")
     app_id = ctx.app_id("lat")
     settings = SharedInputSettings(
@@ -142,7 +146,8 @@ def measure(ctx: BenchContext, rate: float, seconds: float, report: Callable[[st
     )
     ensure_pipeline_topics(settings, ctx.bootstrap)
     state = ctx.dir(f"runs-{ctx.run_id}") / "lat-state"
-    env = worker_env(ctx, settings, state, 1)
+    env = {**worker_env(ctx, settings, state, 1), **(env or {})}
+    env.pop("OMNISTREAM_INPUT_PREFIX")  # a setting of bench.worker only; here the inputs share the prefix
     result = LatencyResult(rate=rate)
     worker = start_workers(ctx, 1, env, "lat", "pipeline")
     snapshot = state / "warehouse.snapshot.duckdb"

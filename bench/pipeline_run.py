@@ -46,6 +46,7 @@ def worker_env(ctx: BenchContext, settings: SharedInputSettings, state_dir: Path
         "OMNISTREAM_STATE_DIR": str(state_dir),
         "OMNISTREAM_PARTITIONS": str(ctx.partitions),
         "OMNISTREAM_WEB_PORT": str(free_port_range(workers)),
+        "OMNISTREAM_DEVELOPMENT": "1",  # generated data, the built-in PII secret
         "OMNISTREAM_METRICS_PORT": str(free_port_range(workers)),
         "PYTHONUNBUFFERED": "1",
     }

@@ -86,17 +86,24 @@ def table(rows: list[Measurement]) -> list[str]:
     return out
 
 
+def _signal_p99(latency: dict[str, Any] | None) -> float | None:
+    if not latency:
+        return None
+    path = latency.get("signal emitted") or latency.get("stage emitted") or latency.get("session emitted")
+    return float(path["p99"]) / 1000 if path else None
+
+
 def targets(
-    by_key: dict[str, Measurement], latency: dict[str, Any] | None, state: dict[str, Any] | None
-) -> list[Target]:
+    by_key: dict[str, Measurement], latency: dict[str, Any] | None, state: dict[str, Any] | None,
+    idle: tuple[float, dict[str, Any]] | None = None,
+) -> list[Target]:  # fmt: skip
     one, two = by_key.get("omnistream_1w"), by_key.get("omnistream_2w")
     r_ceiling, r_naive = ratio(one, by_key.get("faust_ceiling")), ratio(one, by_key.get("naive"))
     r_scale = ratio(two, one)
     sink = by_key.get("sink")
-    p99 = None
-    if latency:
-        path = latency.get("signal emitted") or latency.get("stage emitted") or latency.get("session emitted")
-        p99 = path["p99"] / 1000 if path else None
+    p99 = _signal_p99(latency)
+    p99_idle = _signal_p99(idle[1]) if idle else None
+    idle_s = f"{idle[0]:g}" if idle else "?"
     per_customer = state["mean_bytes"] if state else None
     return [
         Target("omnistream (1 worker) / Faust ceiling", r_ceiling, 0.5, True, _n(r_ceiling, "{:.2f}x") + " (≥ 0.5x)"),
@@ -105,6 +112,9 @@ def targets(
             "sink rows/s", sink.rate if sink else None, 200_000, True, _n(sink.rate if sink else None) + " (≥ 200,000)"
         ),
         Target("p99 event → signal at half max rate", p99, 1.0, False, _n(p99, "{:.2f} s") + " (≤ 1 s)"),
+        Target(
+            f"the same, OMNISTREAM_SOURCE_IDLE_S={idle_s}", p99_idle, 1.0, False, _n(p99_idle, "{:.2f} s") + " (≤ 1 s)"
+        ),
         Target("state per active customer", per_customer, 2048, False, _n(per_customer, "{:,.0f} B") + " (≤ 2 KB)"),
         Target("2 workers / 1 worker", r_scale, 1.7, True, _n(r_scale, "{:.2f}x") + " (≥ 1.7x)"),
     ]
@@ -173,14 +183,16 @@ class RunData:
     wall_s: float
     started: str
     latency_low: tuple[float, dict[str, dict[str, float]]] | None = None
+    latency_idle: tuple[float, dict[str, dict[str, float]]] | None = None  # (idle timeout s, percentiles)
 
 
 def from_json(doc: dict[str, Any]) -> RunData:
     """Rebuild a run from its results.json (to re-render RESULTS.md after a change here)."""
     rows = [Measurement(**row) for row in doc["rows"]]
     profile = ProfileSummary(**doc["profile"]) if doc.get("profile") else None
-    low = doc.get("latency_low")
-    return RunData(**{**doc, "rows": rows, "profile": profile, "latency_low": tuple(low) if low else None})
+    low, idle = doc.get("latency_low"), doc.get("latency_idle")
+    return RunData(**{**doc, "rows": rows, "profile": profile, "latency_low": tuple(low) if low else None,
+                      "latency_idle": tuple(idle) if idle else None})  # fmt: skip
 
 
 def render(data: RunData) -> str:
@@ -247,6 +259,16 @@ def render(data: RunData) -> str:
             "|---|---|---|---|---|---|",
         ]
         lines += latency_rows(data.latency)
+        if data.latency_idle:
+            idle_s, fast = data.latency_idle
+            lines += [
+                "",
+                f"The same rate with `OMNISTREAM_SOURCE_IDLE_S={idle_s:g}` (default 10): a partition silent for "
+                f"{idle_s:g} s stops holding results back (docs/time.md, idle sources):",
+                "",
+            ]
+            lines += ["| path | samples | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|---|"]
+            lines += latency_rows(fast)
         if data.latency_low:
             rate, low = data.latency_low
             lines += ["", f"The same at a low rate, {rate:,.0f} events/s (20 s), for comparison:", ""]
@@ -268,6 +290,6 @@ def render(data: RunData) -> str:
         )
     lines += ["", "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     latency = data.latency or None
-    lines += [f"| {t.name} | {t.shown} | {t.verdict} |" for t in targets(by_key, latency, state)]
+    lines += [f"| {t.name} | {t.shown} | {t.verdict} |" for t in targets(by_key, latency, state, data.latency_idle)]
     lines += ["", "## Profile", "", *profile_lines(data.profile, data.profile_missing), ""]
     return "\n".join(lines)
