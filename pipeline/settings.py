@@ -5,6 +5,9 @@ Every process builds it once at start-up and passes it down; nothing reads the e
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -13,8 +16,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CHANNELS: tuple[str, ...] = ("web", "mobile", "store", "social")
 
-#: Default key for pseudonymising PII in development only; `worker` warns when it is still in use.
+#: Default key for pseudonymising PII in development only: a worker or sink refuses it unless
+#: ``OMNISTREAM_DEVELOPMENT`` is set (the demo and the tests set it).
 DEV_PII_SECRET = "omnistream-dev-only-secret"
+PREFIX = "OMNISTREAM_"
+#: ``OMNISTREAM_*`` names that are not settings: deploy/compose.yaml interpolates them, no process reads them.
+NOT_SETTINGS = frozenset({"OMNISTREAM_IMAGE_TAG", "OMNISTREAM_PII_SECRET_FILE"})
+
+
+class UnknownSettingError(ValueError):
+    """An ``OMNISTREAM_*`` variable that names no setting (a typo would otherwise be ignored silently)."""
 
 
 class Settings(BaseSettings):
@@ -56,6 +67,9 @@ class Settings(BaseSettings):
 
     # --- ingest --------------------------------------------------------------------------------------------
     pii_secret: SecretStr = Field(SecretStr(DEV_PII_SECRET), description="HMAC key for email/phone")
+    development: bool = Field(
+        False, description="Allow the built-in development PII secret (demo, tests); never set it in production"
+    )
     max_future_skew_s: float = Field(300.0, description="Reject events stamped further in the future")
     late_horizon_s: float = Field(400 * 86400.0, description="Reject events older than this (seconds)")
     max_event_bytes: int = Field(65536, description="Reject raw messages larger than this")
@@ -68,6 +82,12 @@ class Settings(BaseSettings):
     invalid_min_events: int = Field(500, ge=1, description="Window size before the guard may trip")
     schema_dir: Path | None = Field(None, description="Avro contracts directory (default: bundled)")
     schema_registry_url: str | None = Field(None, description="Confluent-compatible registry; else files")
+    schema_registry_user: str | None = Field(None, description="Registry basic-auth user (or user:pass@ in the URL)")
+    schema_registry_password: SecretStr | None = Field(None, description="Registry basic-auth password")
+    input_retention_s: float = Field(
+        7 * 86400.0, gt=0, description="Retention of the four channel topics (raw PII) when omnistream creates them"
+    )
+    metrics_bind: str = Field("0.0.0.0", description="Address /metrics listens on (127.0.0.1: this host only)")
 
     # --- event time (docs/time.md) -------------------------------------------------------------------------
     allowed_lateness_s: float = Field(
@@ -142,7 +162,45 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, with explicit overrides (CLI flags) taking precedence.
 
-    An override of ``None`` is a flag that was not given: the environment or the default applies.
+    An override of ``None`` is a flag that was not given: the environment or the default applies. Raises
+    :class:`UnknownSettingError` for an ``OMNISTREAM_*`` variable (environment or ``.env``) that is no setting.
     """
+    check_names({**_dotenv(Path(".env")), **os.environ})
     given = {name: value for name, value in overrides.items() if value is not None}
     return Settings(**given)  # type: ignore[arg-type]
+
+
+def unsafe_secret(settings: Settings) -> str | None:
+    """Why a worker or sink must not start with these settings (the development PII secret outside
+    development), or None."""
+    if settings.pii_secret.get_secret_value() == DEV_PII_SECRET and not settings.development:
+        return (
+            "OMNISTREAM_PII_SECRET is the built-in development secret: anyone can recompute the e-mail and phone "
+            "digests with it. Set a secret of your own (docs/privacy.md), or OMNISTREAM_DEVELOPMENT=1 for a "
+            "local trial"
+        )
+    return None
+
+
+def check_names(environ: Mapping[str, str], settings: type[Settings] = Settings) -> None:
+    """Refuse ``OMNISTREAM_*`` names that ``settings`` does not have, naming the closest valid one."""
+    known = {PREFIX + name.upper() for name in settings.model_fields}
+    unknown = sorted(n for n in environ if n.upper().startswith(PREFIX) and n.upper() not in known | NOT_SETTINGS)
+    if not unknown:
+        return
+    hints = []
+    stems = sorted(name.upper() for name in settings.model_fields)
+    for name in unknown:
+        close = difflib.get_close_matches(name.upper().removeprefix(PREFIX), stems, n=1, cutoff=0.7)
+        hints.append(f"{name} (did you mean {PREFIX}{close[0]}?)" if close else name)
+    raise UnknownSettingError(
+        f"unknown setting{'s' if len(hints) > 1 else ''}: {'; '.join(hints)}. The settings are listed in README.md"
+    )
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v or "" for k, v in dotenv_values(path).items()}

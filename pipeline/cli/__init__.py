@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from pipeline.cli.backfill import backfill
@@ -14,6 +16,7 @@ from pipeline.cli.simulate import simulate
 from pipeline.cli.sink import sink
 from pipeline.cli.warehouse import export_app, sql
 from pipeline.cli.worker import worker
+from pipeline.settings import UnknownSettingError
 
 app = typer.Typer(
     name="omnistream",
@@ -34,6 +37,18 @@ app.command()(report)
 app.add_typer(export_app, name="export")
 
 
+#: EX_CONFIG: a setting is misspelled, unknown or unsafe.
+EXIT_CONFIG = 78
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A misspelled setting stops any command with exit 78 and a suggestion.
+
+    Every file a command creates (warehouse, snapshots, exports, worker state, the local broker's data) is
+    readable by its owner only: they hold pseudonymised personal data."""
+    os.umask(0o077)
+    try:
+        app()
+    except UnknownSettingError as exc:
+        typer.secho(f"omnistream: {exc}", fg="red", err=True)
+        raise SystemExit(EXIT_CONFIG) from None

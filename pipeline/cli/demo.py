@@ -71,6 +71,7 @@ def demo(
         "OMNISTREAM_TOPIC_PREFIX": settings.topic_prefix,
         "OMNISTREAM_APP_ID": settings.app_id,
         "OMNISTREAM_MODEL_PARAMS_PATH": str(model_path),
+        "OMNISTREAM_DEVELOPMENT": "1",  # a local trial: the built-in PII secret is allowed unless one is set
     }
     worker_log = workdir / "worker.log"
     worker = start_child("worker", env, worker_log)

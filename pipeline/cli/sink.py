@@ -11,10 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import Settings, load_settings, unsafe_secret
+from schemas.from_settings import registry_from
 
 #: Exit codes: storage kept failing after retries (like the worker's publish outage), and a bug.
 EXIT_INFRA = 75
+EXIT_CONFIG = 78  # EX_CONFIG: unsafe settings (the development PII secret outside development)
 EXIT_SOFTWARE = 70
 #: Default offset of the sink's /metrics port from OMNISTREAM_METRICS_PORT (workers use base + worker id).
 SINK_METRICS_PORT_OFFSET = 90
@@ -71,7 +73,7 @@ def sink(
     from pipeline.metrics import serve_metrics
     from pipeline.security import settings_client_config
     from schemas.codec import AvroCodec
-    from schemas.registry import FileSchemaRegistry, HttpSchemaRegistry, SchemaRegistry
+    from schemas.registry import SchemaRegistry
     from sinks.consumer import LoopConfig, SinkLoop
     from sinks.contract import SinkInfraError
     from sinks.metrics import sink_metrics
@@ -79,6 +81,10 @@ def sink(
     from sinks.tables import DEFAULT_TABLES, bind_tables
 
     settings = load_settings(log_level=log_level, kafka_bootstrap=bootstrap or None)
+    unsafe = unsafe_secret(settings)
+    if unsafe:
+        typer.secho(f"omnistream sink: {unsafe}", fg="red", err=True)
+        raise typer.Exit(EXIT_CONFIG)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_repeats()
     log = logging.getLogger("omnistream.sink")
@@ -92,11 +98,7 @@ def sink(
     else:
         names = list(DEFAULT_TABLES) + (["customer_events"] if settings.sink_customer_events else [])
 
-    registry: SchemaRegistry
-    if settings.schema_registry_url:
-        registry = HttpSchemaRegistry(settings.schema_registry_url)
-    else:
-        registry = FileSchemaRegistry(settings.schema_dir)
+    registry: SchemaRegistry = registry_from(settings)
     try:
         bound = bind_tables(names, settings.topic, registry)
     except ValueError as error:
@@ -111,7 +113,7 @@ def sink(
     else:
         port = _default_metrics_port(settings.metrics_port)
     if port:
-        serve_metrics(metrics_registry, port)
+        serve_metrics(metrics_registry, port, settings.metrics_bind)
 
     # DuckDB runs in a child process (see sinks/process_writer.py), started by SinkLoop.run on this thread.
     budget = settings.retry_budget_s if retry_for is None else retry_for

@@ -10,7 +10,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from pipeline.settings import DEV_PII_SECRET, load_settings
+from pipeline.settings import load_settings, unsafe_secret
 
 #: Exit codes beyond the agents' own (agents/publish.py): a stop that overran its bound, refused credentials.
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: an unexpected error stopped the worker
@@ -46,12 +46,9 @@ def worker(
     settings = load_settings(
         worker_id=worker_id, kafka_bootstrap=bootstrap, metrics_port=metrics_port, log_level=log_level
     )
-    if settings.pii_secret.get_secret_value() == DEV_PII_SECRET:
-        typer.secho(
-            "warning: OMNISTREAM_PII_SECRET is the development default; set a real secret in production",
-            fg="yellow",
-            err=True,
-        )
+    unsafe = unsafe_secret(settings)
+    if unsafe:
+        _die(unsafe, EXIT_CONFIG)
     try:
         security = kafka_security(settings)
         check_connection(settings.kafka_bootstrap, security)
@@ -76,7 +73,7 @@ def worker(
         _die(f"input topics missing: {', '.join(missing)} (create them: omnistream kafka up)", EXIT_UNAVAILABLE)
     registry = CollectorRegistry()
     if port:
-        serve_metrics(registry, port)
+        serve_metrics(registry, port, settings.metrics_bind)
     use_event_loop(settings.event_loop)
     app = create_app(settings, registry, input_partitions=counts)
     quiet_repeats()
