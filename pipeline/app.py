@@ -41,8 +41,7 @@ from pipeline.steps.ingest import IngestStep
 from pipeline.steps.journey import WRITER, JourneyStep, input_source
 from pipeline.steps.journey_signals import JourneySignals, SignalsConfig
 from schemas.codec import AvroCodec
-from schemas.registry import FileSchemaRegistry, SchemaRegistry
-from schemas.registry_http import HttpSchemaRegistry
+from schemas.from_settings import registry_from
 
 
 @dataclass(frozen=True)
@@ -53,13 +52,6 @@ class WorkerTuning:
     batch_within_s: float = 0.05
     route_interval_s: float = 0.02  # how often held batches are checked against the identity writer's watermark
     align_interval_s: float = 0.1  # how often input partitions are paused or resumed by their progress
-
-
-def build_registry(settings: Settings) -> SchemaRegistry:
-    """The schema registry named by settings: a Confluent-compatible HTTP registry, or the bundled files."""
-    if settings.schema_registry_url:
-        return HttpSchemaRegistry(settings.schema_registry_url)
-    return FileSchemaRegistry(settings.schema_dir)
 
 
 def faust_broker_url(bootstrap: str) -> str:
@@ -125,7 +117,7 @@ def create_app(
     install_commit_marks(app, marks)
     install_gapless()
     committed = Committed(settings.kafka_bootstrap, settings.app_id, client, marks)
-    codec = AvroCodec(build_registry(settings))
+    codec = AvroCodec(registry_from(settings))
     metrics = ingest_metrics(registry)
     policy = IngestPolicy.from_settings(settings)
     secret = settings.pii_secret.get_secret_value().encode()

@@ -34,8 +34,8 @@ def backfill(
     from pipeline.settings import load_settings
     from pipeline.simulate.backfill import backfill_messages
     from pipeline.simulate.producer import DeliveryError, KafkaSink, produce
-    from pipeline.simulate.runner import build_registry
     from schemas.codec import AvroCodec
+    from schemas.from_settings import registry_from
 
     console = Console(stderr=True, soft_wrap=True)
     settings = load_settings(kafka_bootstrap=bootstrap or None, topic_prefix=topic_prefix)
@@ -55,7 +55,7 @@ def backfill(
     except DeliveryError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from exc
-    codec = AvroCodec(build_registry(settings))
+    codec = AvroCodec(registry_from(settings))
     report = produce(
         backfill_messages(txs, str(transactions.name), currency=currency.upper(), store_id=store_id),
         sink,

@@ -166,14 +166,14 @@ def warehouse(
     does. Processing-time columns (docs/time.md) are not compared. Run it once the pipeline has drained."""
     import duckdb
 
-    from pipeline.app import build_registry
     from pipeline.evaluate.reference import reference
     from pipeline.evaluate.warehouse import compare
     from pipeline.topic_reader import iter_topic
     from schemas.codec import AvroCodec
+    from schemas.from_settings import registry_from
 
     settings = _settings(bootstrap, topic_prefix)
-    registry = build_registry(settings)
+    registry = registry_from(settings)
     codec = AvroCodec(registry)
     console = Console()
     path = snapshot or settings.snapshot_path or settings.state_dir / "warehouse.snapshot.duckdb"

@@ -16,11 +16,11 @@ from rich.console import Console
 from pipeline.simulate.producer import FileSink, KafkaSink, NullSink, ProduceReport, Sink, produce
 from pipeline.simulate.simulation import Simulation
 from pipeline.simulate.truth import TruthRecorder
+from schemas.from_settings import registry_from
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
     from pipeline.simulate.config import SimConfig
-    from schemas.registry import SchemaRegistry
 
 
 @dataclass(frozen=True)
@@ -29,17 +29,6 @@ class RunResult:
 
     report: ProduceReport
     truth: TruthRecorder
-
-
-def build_registry(settings: Settings) -> SchemaRegistry:
-    """The registry named by settings (HTTP when a URL is set, else the bundled or configured files)."""
-    from schemas.registry_file import FileSchemaRegistry
-
-    if settings.schema_registry_url:
-        from schemas.registry_http import HttpSchemaRegistry
-
-        return HttpSchemaRegistry(settings.schema_registry_url)
-    return FileSchemaRegistry(settings.schema_dir)
 
 
 def run_simulation(
@@ -63,7 +52,7 @@ def run_simulation(
     console = console or Console(stderr=True)
     sim = Simulation(config)
     topics = settings.input_topics
-    codec = AvroCodec(build_registry(settings))
+    codec = AvroCodec(registry_from(settings))
     sink: Sink
     partitions = dict.fromkeys(topics.values(), settings.partitions)
     if output is not None:
