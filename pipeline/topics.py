@@ -41,7 +41,11 @@ class TopicSpec:
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic the pipeline uses, with the partitioning and configs it relies on."""
-    specs = [TopicSpec(settings.topic(name), settings.partitions) for name in KEYED_TOPICS]
+    # The channel topics are the only place raw e-mails and phones live: they are kept no longer than needed
+    # to replay (docs/privacy.md); everything derived from them is pseudonymised.
+    raw = {"retention.ms": str(int(settings.input_retention_s * 1000))}
+    specs = [TopicSpec(settings.topic(name), settings.partitions, raw if name in CHANNELS else {})
+             for name in KEYED_TOPICS]  # fmt: skip
     specs.append(TopicSpec(settings.topic("identity-links"), 1, FOREVER))
     specs.append(TopicSpec(settings.topic("identity-assignments"), 1, COMPACTED))
     return specs

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.domain.pii import normalise_phone
 from pipeline.topic_reader import iter_topic
+from pipeline.topics import topic_specs
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
 from tests.integration.pipeline_env import PipelineEnv, expected_failed
@@ -99,10 +100,20 @@ def test_no_raw_email_or_phone_downstream_of_ingest(run: dict[str, Any]) -> None
             if e164:
                 needles.add(e164.encode())
     assert len(needles) > 50
-    blobs = [m.value for t in ("customer-events", "failed-events") for m in _read(env, t)]
-    blobs += [m.key for t in ("customer-events", "failed-events") for m in _read(env, t) if m.key]
+    settings = env.settings()
+    outputs = [spec.name for spec in topic_specs(settings) if spec.name not in settings.input_topics.values()]
+    outputs.append(f"{settings.app_id}-journey-changelog")
+    blobs: list[bytes] = []
+    for topic in outputs:
+        for m in iter_topic(env.bootstrap, topic):
+            blobs += [b for b in (m.key, m.value) if b]
+    assert len(blobs) > 1000, "the outputs must have been read"
+    state = env.workdir / "state"  # the worker's OMNISTREAM_STATE_DIR (pipeline_env.py)
+    files = [env.workdir / "worker.log", *(p for p in state.rglob("*") if p.is_file())]
+    assert len(files) > 1
+    blobs += [f.read_bytes() for f in files]
     leaks = [n for n in needles for b in blobs if n in b]
-    assert leaks == []
+    assert leaks == [], f"raw identifiers in {len(outputs)} output topics, the log or the state directory"
 
 
 def test_worker_log_has_no_tracebacks(run: dict[str, Any]) -> None:
