@@ -24,6 +24,8 @@ from typing import Any
 
 from pipeline.domain.eventtime import Pos
 
+_NOTHING = 2**63  # ``low`` of a batch with nothing left to route
+
 
 @dataclass(slots=True)
 class Held:
@@ -35,6 +37,10 @@ class Held:
     positions: list[Pos]
     ends: dict[int, tuple[int, int]]  # partition -> (offset after the batch, mark there)
     generation: int
+    low: int = field(init=False)  # the smallest order time still held: a pass skips the batch in O(1)
+
+    def __post_init__(self) -> None:
+        self.low = min((p.order_time for p in self.positions), default=_NOTHING)
 
     @property
     def done(self) -> bool:
@@ -42,18 +48,20 @@ class Held:
 
     def take_below(self, watermark: int) -> tuple[list[Mapping[str, Any]], list[bytes], list[Pos]]:
         """Remove and return the entries whose order time is below ``watermark`` (in their order)."""
-        if not self.positions or min(p.order_time for p in self.positions) >= watermark:
+        if self.low >= watermark:
             return [], [], []
         due = [i for i, p in enumerate(self.positions) if p.order_time < watermark]
         if len(due) == len(self.positions):
             out = self.records, self.values, self.positions
             self.records, self.values, self.positions = [], [], []
+            self.low = _NOTHING
             return out
         keep = [i for i, p in enumerate(self.positions) if p.order_time >= watermark]
         out = [self.records[i] for i in due], [self.values[i] for i in due], [self.positions[i] for i in due]
         self.records = [self.records[i] for i in keep]
         self.values = [self.values[i] for i in keep]
         self.positions = [self.positions[i] for i in keep]
+        self.low = min(p.order_time for p in self.positions)
         return out
 
 
@@ -96,6 +104,10 @@ class HeldBatches:
         """Whether an input of ``partition`` is not acknowledged yet."""
         return any(partition in h.ends for h in self.batches)
 
+    def held_partitions(self) -> set[int]:
+        """The partitions with an input not acknowledged yet."""
+        return {p for h in self.batches for p in h.ends}
+
     def route(self, watermark: int) -> Routed:
         """Release every held entry below ``watermark``, and pop the complete batches at the head."""
         out = Routed()
@@ -115,8 +127,9 @@ class HeldBatches:
         unless ``every``: a message that carries entries reports every partition, so that a journey which
         declared one idle sees it active again with them (docs/time.md, idle sources)."""
         out: dict[int, int] = {}
+        held = self.held_partitions()
         for partition, mark in current.items():
-            promise = min(mark, watermark) if self.holds(partition) else mark
+            promise = min(mark, watermark) if partition in held else mark
             before = self.sent.get(partition)
             if every or before is None or promise > before:
                 out[partition] = promise

@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.cli.worker import EXIT_UNAVAILABLE
 from pipeline.drain import wait_group_stable
 from pipeline.kafka_local import start_broker, stop_broker
 from pipeline.settings import load_settings
@@ -64,6 +65,16 @@ def _live_sink(run: Run, name: str) -> Proc:
     return sink
 
 
+def _supervised(run: Run, victim: Proc, name: str) -> Proc:
+    """What a supervisor (Kubernetes, systemd) does: a worker that exited 69 because the brokers did not answer
+    at start-up (it was restarted during the broker restart) is started again."""
+    if victim.alive():
+        return victim
+    code = victim.popen.wait()
+    assert code == EXIT_UNAVAILABLE, f"worker exited with {code}:\n{victim.log_tail()}"
+    return run.start_worker(1, name)
+
+
 def chaos_run(workdir: Path, inp: SimInput, params: Path, partitions: int, plan: ChaosPlan) -> tuple[Run, ChaosReport]:
     """Run ``inp`` through ``plan``'s chaos on a broker of its own; the finished run and the event counts."""
     broker = load_settings(broker_port=free_port(), controller_port=free_port(), state_dir=workdir / "broker",
@@ -89,7 +100,7 @@ def chaos_run(workdir: Path, inp: SimInput, params: Path, partitions: int, plan:
             for kind, _i in kills[phase :: len(chunks)]:
                 time.sleep(2)
                 if kind == "worker":
-                    assert victim.alive(), victim.log_tail()
+                    victim = _supervised(run, victim, f"worker-1-again-{report.worker_kills}")
                     victim.kill()
                     report.worker_kills += 1
                     victim = run.start_worker(1, f"worker-1-restart-{report.worker_kills}")
@@ -103,6 +114,7 @@ def chaos_run(workdir: Path, inp: SimInput, params: Path, partitions: int, plan:
                 time.sleep(8)
                 start_broker(broker)
                 report.broker_restarts += 1
+                victim = _supervised(run, victim, f"worker-1-after-broker-{report.broker_restarts}")
             if plan.scale and phase == plan.broker_restarts:
                 extra_worker = run.start_worker(2)
             if extra_worker is not None and phase == plan.broker_restarts + 1:
