@@ -110,7 +110,7 @@ def test_no_raw_email_or_phone_downstream_of_ingest(run: dict[str, Any]) -> None
     assert len(blobs) > 1000, "the outputs must have been read"
     state = env.workdir / "state"  # the worker's OMNISTREAM_STATE_DIR (pipeline_env.py)
     files = [env.workdir / "worker.log", *(p for p in state.rglob("*") if p.is_file())]
-    assert len(files) > 1
+    assert files[0].stat().st_size > 0  # the state directory may hold nothing: the journey store is in memory
     blobs += [f.read_bytes() for f in files]
     leaks = [n for n in needles for b in blobs if n in b]
     assert leaks == [], f"raw identifiers in {len(outputs)} output topics, the log or the state directory"
