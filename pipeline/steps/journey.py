@@ -36,6 +36,7 @@ from pipeline.steps.journey_signals import JourneySignals, SignalsOutput
 from schemas.codec import AvroCodec
 
 log = logging.getLogger(__name__)
+ANY_SOURCE = "*"  # in a resumed message of a state written before sources were recorded: every source
 
 KeyValue = tuple[bytes | None, bytes]
 WRITER = "writer"
@@ -107,15 +108,16 @@ class JourneyPartition:
     timers: list[tuple[int, bytes]] = field(default_factory=list)
     due: dict[bytes, int] = field(default_factory=dict)
     held: Counter[int] = field(default_factory=Counter)  # resolved-events offset -> items and transfers held
-    resumed: set[int] = field(default_factory=set)  # offsets of messages from a source that was idle until then
+    # offset of a message that reported a source active again after it was idle -> {source: its idle mark}
+    resumed: dict[int, dict[str, int]] = field(default_factory=dict)
     # Totals over the partition's customer records, kept by difference and persisted with them (gauges).
     tally: Tally = field(default_factory=lambda: Tally(0, 0, 0, 0))
 
     def encode(self) -> bytes:
         held = [o for o, n in self.held.items() if n > 0]
-        self.resumed.intersection_update(held)
-        doc = {"s": self.sources.to_dict(), "m": min(held) if held else None, "r": sorted(self.resumed),
-               "t": list(self.tally)}  # fmt: skip
+        self.resumed = {o: marks for o, marks in self.resumed.items() if self.held[o] > 0}
+        doc = {"s": self.sources.to_dict(), "m": min(held) if held else None,
+               "r": [[o, marks] for o, marks in sorted(self.resumed.items())], "t": list(self.tally)}  # fmt: skip
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @staticmethod
@@ -168,7 +170,9 @@ class JourneyStep:
         they come up)."""
         doc = json.loads(state) if state else {}
         part = JourneyPartition(partition, Sources.from_dict(self._expected, doc.get("s")))
-        part.resumed = set(doc.get("r", ()))
+        # An older state lists offsets only: everything in those messages counts as resumed, as it did then.
+        part.resumed = {r: {ANY_SOURCE: NEVER} for r in doc.get("r", ()) if isinstance(r, int)}
+        part.resumed.update({r[0]: r[1] for r in doc.get("r", ()) if isinstance(r, list)})
         part.tally = Tally(*doc.get("t", (0, 0, 0, 0)))
         for key, when in due:
             part.set_due(key, when)
@@ -185,8 +189,11 @@ class JourneyStep:
         part = self.partitions.get(partition) or self.restore(partition, None, (), ())
         for offset, key, value in messages:
             entries, marks = read(self._codec, key, value)
-            if any(not m.idle and part.sources.idle(m.source) for m in marks):
-                part.resumed.add(offset)  # its items may lie behind the watermark (docs/time.md, idle sources)
+            # Its items of those sources may lie behind the watermark (docs/time.md, idle sources).
+            resuming = {m.source: part.sources.mark_of(m.source) for m in marks
+                        if not m.idle and part.sources.idle(m.source)}  # fmt: skip
+            if resuming:
+                part.resumed[offset] = {**part.resumed.get(offset, {}), **resuming}
             for mark in marks:
                 part.sources.update(mark.source, mark.mark, mark.idle)
             for entry in entries:
@@ -226,11 +233,12 @@ class JourneyStep:
             item = Item(pos, entry.value, offset, control)
         elif entry.order_time:
             pos = Pos(entry.order_time, entry.event_time, RANK_EVENT, entry.event_id)
-            item = Item(pos, entry.value, offset, resumed=offset in part.resumed)
+            item = Item(pos, entry.value, offset, resumed=self._straggler(part, offset, entry.value, pos))
         else:  # a single canonical event without a position: its own event time
             record = self._decode_event(entry.value)
             t = record["event_time"]
-            item = Item(Pos(t, t, RANK_EVENT, record["event_id"]), entry.value, offset, resumed=offset in part.resumed)
+            pos = Pos(t, t, RANK_EVENT, record["event_id"])
+            item = Item(pos, entry.value, offset, resumed=self._straggler(part, offset, entry.value, pos))
         items = part.pending.setdefault(entry.key, [])
         at = bisect.bisect_left(items, item.pos, key=lambda it: it.pos)
         if at < len(items) and items[at].pos == item.pos:
@@ -239,6 +247,19 @@ class JourneyStep:
         part.held[offset] += 1
         if items[0] is item:
             heapq.heappush(part.heads, (item.pos.order_time, entry.key))
+
+    def _straggler(self, part: JourneyPartition, offset: int, value: bytes, pos: Pos) -> bool:
+        """Whether an event may be applied behind its customer's clock: it came from a source that had been
+        idle, and lies at or after the mark the source had then. Below that mark it is a replay of an event
+        read before (a partition re-read from its committed offset after a rebalance), applied already."""
+        idle_marks = part.resumed.get(offset)
+        if not idle_marks:
+            return False
+        if ANY_SOURCE in idle_marks:
+            return True
+        event = self._decode_event(value)
+        mark = idle_marks.get(input_source(event["source_topic"], event["source_partition"]))
+        return mark is not None and pos.order_time >= mark
 
     # --- one customer ------------------------------------------------------------------------------------------
 
