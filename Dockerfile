@@ -60,9 +60,11 @@ USER omnistream:omnistream
 # 9464: Prometheus /metrics (worker N serves on 9464 + N; in a container N is 0). 6066: Faust's web port.
 EXPOSE 9464 6066
 
-# slim has no curl: ask /metrics with the standard library. Same port rule as the process (base + worker id).
+# slim has no curl: ask /healthz (the process's own loop beats) with the standard library. A worker serves on
+# OMNISTREAM_METRICS_PORT + its worker id, the sink on OMNISTREAM_SINK_METRICS_PORT (default metrics port + 90)
+# unless started with --metrics-port: the first of those ports that answers decides.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; port = int(os.environ.get('OMNISTREAM_METRICS_PORT', '9464')) + int(os.environ.get('OMNISTREAM_WORKER_ID', '0')); urllib.request.urlopen(f'http://127.0.0.1:{port}/metrics', timeout=4)"]
+  CMD ["python", "-c", "import os, sys, urllib.request, urllib.error\nbase = int(os.environ.get('OMNISTREAM_METRICS_PORT', '9464'))\nports = [base + int(os.environ.get('OMNISTREAM_WORKER_ID', '0')), int(os.environ.get('OMNISTREAM_SINK_METRICS_PORT', base + 90)), base]\nfor port in ports:\n    try:\n        urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4); sys.exit(0)\n    except urllib.error.HTTPError: sys.exit(1)\n    except OSError: pass\nsys.exit(1)"]
 
 # SIGTERM (docker stop, Kubernetes) lets the worker finish its batch, flush and commit: give it the time
 # (docker stop -t 60, compose stop_grace_period, terminationGracePeriodSeconds).

@@ -31,6 +31,7 @@ from pipeline.domain.pii import Pseudonymiser
 from pipeline.domain.quarantine import Quarantine
 from pipeline.domain.sessions_summary import SessionPolicy
 from pipeline.faust_sensor import install_sensor
+from pipeline.health import Health
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import IdentityMetrics, IngestMetrics, identity_metrics, ingest_metrics, journey_metrics
 from pipeline.metrics_journey import journey_signal_metrics
@@ -54,6 +55,20 @@ class WorkerTuning:
     align_interval_s: float = 0.1  # how often input partitions are paused or resumed by their progress
 
 
+def worker_readiness(app: Any, replica: AssignmentReplica) -> str | None:
+    """Why the worker is not ready to process (None: ready): it has joined its group and recovered its tables,
+    is not rebalancing, and its identity replica has caught up."""
+    if not app.tables.recovery.completed.is_set():
+        return "waiting for partitions and table recovery"
+    if app.in_recovery:
+        return "recovering tables"
+    if app.rebalancing:
+        return "rebalancing"
+    if not replica.caught_up:
+        return "identity replica catching up"
+    return None
+
+
 def faust_broker_url(bootstrap: str) -> str:
     """Faust's broker URL list from a Kafka bootstrap string (``h1:p1,h2:p2``)."""
     return ";".join(f"kafka://{hostport.strip()}" for hostport in bootstrap.split(",") if hostport.strip())
@@ -65,11 +80,13 @@ def create_app(
     clock: Clock | None = None,
     tuning: WorkerTuning | None = None,
     input_partitions: Mapping[str, int] | None = None,
+    health: Health | None = None,
 ) -> faust.App:
     """Build the worker's Faust app with every agent registered (nothing starts until the worker runs).
 
     ``input_partitions``: partitions of each input topic (default ``settings.partitions``); every one is a
-    source whose progress the watermarks wait for."""
+    source whose progress the watermarks wait for. ``health``: gets the worker's heartbeat (a timer on its event
+    loop) and readiness check (pipeline/health.py)."""
     clock = clock or SystemClock()
     tuning = tuning or WorkerTuning()
     datadir = Path(settings.state_dir) / f"worker-{settings.worker_id}"
@@ -159,6 +176,13 @@ def create_app(
         await ingest.route(channels)
 
     app.timer(interval=tuning.route_interval_s, name="route-held")(route_held)
+    if health is not None:
+        beating = health
+
+        async def heartbeat() -> None:  # on the event loop, the only thread that may read Faust's objects
+            beating.beat(worker_readiness(app, replica))
+
+        app.timer(interval=1.0, name="heartbeat")(heartbeat)
     register_identity_and_journey(app, settings, codec, quarantine, registry, clock, tuning, metrics, idm, sources)
     consumed = [*settings.input_topics.values(), t("identity-links")]
     install_sensor(app, registry, [*consumed, t("resolved-events")])

@@ -7,11 +7,10 @@ Hot paths pre-bind label children once (``ChildCache``) so that no label lookup 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 M = TypeVar("M", Counter, Gauge, Histogram)
 
@@ -314,14 +313,3 @@ def consumer_metrics(registry: CollectorRegistry) -> ConsumerMetrics:
             "assigned_partitions", "Partitions currently assigned to this worker", namespace=ns, registry=registry
         ),
     )
-
-
-def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> Callable[[], None]:
-    """Serve ``/metrics`` for ``registry`` on ``port`` in a daemon thread; returns a function that stops it."""
-    server, thread = start_http_server(port, addr=addr, registry=registry)
-
-    def stop() -> None:
-        server.shutdown()
-        thread.join(timeout=5)
-
-    return stop

@@ -90,8 +90,10 @@ class SinkLoop:
         codec: AvroCodec,
         consumer_factory: Callable[..., Any] = KafkaConsumer,
         clock: Callable[[], float] = time.monotonic,
+        on_beat: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
+        self._beat = on_beat
         self.writer = writer
         self.tables = tables
         self.codec = codec
@@ -131,10 +133,19 @@ class SinkLoop:
                 with contextlib.suppress(Exception):
                     self.writer.close()
 
+    def readiness(self) -> str | None:
+        """Why the sink is not ready (None: ready): it has its partitions and the broker answers."""
+        if not self._assigned:
+            return "no partitions assigned yet"
+        if self._down_since is not None:
+            return "Kafka does not answer"
+        return None
+
     def _connect(self, stop: threading.Event) -> Any:
         """The Kafka consumer, once the broker answers (within ``retry_budget_s``); None when stopped first."""
         started = self._clock()
         while True:
+            self._beat()  # waiting out an outage is not being stuck
             try:
                 return self._consumer_factory(
                     bootstrap_servers=self.config.bootstrap.split(","),
@@ -159,6 +170,7 @@ class SinkLoop:
         next_refresh = time.monotonic() + self.config.refresh_s
         next_progress = time.monotonic() + self.config.progress_s
         while True:
+            self._beat()
             batch = self._collect(consumer, stop)
             # Converted to Arrow here, while the writer process still commits the previous batch.
             prepared = prepare(batch, self._by_name)

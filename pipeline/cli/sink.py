@@ -69,8 +69,8 @@ def sink(
     """
     from prometheus_client import CollectorRegistry
 
+    from pipeline.health import Health, serve
     from pipeline.logs import quiet_repeats
-    from pipeline.metrics import serve_metrics
     from pipeline.security import settings_client_config
     from schemas.codec import AvroCodec
     from schemas.registry import SchemaRegistry
@@ -112,8 +112,9 @@ def sink(
         port = settings.sink_metrics_port
     else:
         port = _default_metrics_port(settings.metrics_port)
+    health = Health()
     if port:
-        serve_metrics(metrics_registry, port, settings.metrics_bind)
+        serve(metrics_registry, health, port, settings.metrics_bind)
 
     # DuckDB runs in a child process (see sinks/process_writer.py), started by SinkLoop.run on this thread.
     budget = settings.retry_budget_s if retry_for is None else retry_for
@@ -144,7 +145,9 @@ def sink(
         port or "off",
     )
     try:
-        SinkLoop(config, writer, bound, AvroCodec(registry)).run(stop)
+        loop = SinkLoop(config, writer, bound, AvroCodec(registry), on_beat=health.beat)
+        health.check = loop.readiness
+        loop.run(stop)
     except SinkInfraError as error:
         log.error("sink stopped, nothing of the failed batch committed: %s", error)
         sys.exit(EXIT_INFRA)

@@ -39,8 +39,8 @@ def worker(
     from prometheus_client import CollectorRegistry
 
     from pipeline.app import create_app
+    from pipeline.health import Health, serve
     from pipeline.logs import quiet_repeats
-    from pipeline.metrics import serve_metrics
     from pipeline.security import KafkaAuthError, SecurityConfigError, check_connection, kafka_security
 
     settings = load_settings(
@@ -72,10 +72,11 @@ def worker(
     if missing:
         _die(f"input topics missing: {', '.join(missing)} (create them: omnistream kafka up)", EXIT_UNAVAILABLE)
     registry = CollectorRegistry()
+    health = Health()
     if port:
-        serve_metrics(registry, port, settings.metrics_bind)
+        serve(registry, health, port, settings.metrics_bind)
     use_event_loop(settings.event_loop)
-    app = create_app(settings, registry, input_partitions=counts)
+    app = create_app(settings, registry, input_partitions=counts, health=health)
     quiet_repeats()
     try:
         bounded_worker(app, settings.log_level, settings.shutdown_timeout_s).execute_from_commandline()

@@ -105,6 +105,11 @@ class AssignmentReplica:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    @property
+    def caught_up(self) -> bool:
+        """Whether the replica has read the assignments topic to the end it had when it started."""
+        return self._caught_up.is_set()
+
     def wait_caught_up(self, timeout_s: float) -> bool:
         return self._caught_up.wait(timeout_s)
 

@@ -195,8 +195,10 @@ def test_k8s_statefulsets_have_state_probes_scraping_and_bounded_stop(name: str,
     container = pod["spec"]["containers"][0]
     assert container["args"][0] in cli_commands()
     assert {p["containerPort"] for p in container["ports"]} == {port}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"]["path"] == "/metrics"
+    paths = {
+        probe: container[probe]["httpGet"]["path"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")
+    }
+    assert paths == {"startupProbe": "/healthz", "readinessProbe": "/ready", "livenessProbe": "/healthz"}
     state = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/var/lib/omnistream"]
     assert state and state[0] in {c["metadata"]["name"] for c in spec["volumeClaimTemplates"]}
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
