@@ -16,9 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.app import session_policy
 from pipeline.cli.children import start_child, stop_child
-from pipeline.cli.demo_model import fit_demo_model
 from pipeline.cli.demo_warehouse import run_warehouse
 from pipeline.domain.records import FailureType
 from pipeline.kafka_local import LocalKafkaError, delete_topics, start_broker, stop_broker
@@ -65,6 +63,8 @@ def demo(
 
     end_ms = int(time.time() * 1000) // 60_000 * 60_000
     model_path = workdir / "model.json"
+    from pipeline.cli.demo_model import fit_demo_model  # scipy: only when the demo runs
+
     fit_demo_model(console, customers, days, seed, end_ms, model_path)
     env = {
         **os.environ,
@@ -197,7 +197,7 @@ def _journeys(console: Console, settings: Settings, truth_path: Path) -> int:
         _session_records(settings, codec),
         events,
         read_attribution(settings, codec),
-        session_policy(settings),
+        _session_policy(settings),
         read_merges(settings, codec),
     )
     ok = ident.precision >= MIN_PRECISION and ident.recall >= MIN_RECALL and diff.differing == 0
@@ -248,3 +248,9 @@ def _report(
     )
     console.print("[green bold]every input accounted for[/]" if ok else "[red bold]outputs do not match the inputs[/]")
     return 0 if ok else 1
+
+
+def _session_policy(settings: Settings) -> Any:
+    from pipeline.app import session_policy  # the worker's whole app: imported only when the demo runs
+
+    return session_policy(settings)
