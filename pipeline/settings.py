@@ -148,6 +148,7 @@ class Settings(BaseSettings):
     )
     event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", description="Event loop of a worker's threads")
     log_level: str = Field("INFO", description="Log level")
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as text or one JSON object each")
 
     def topic(self, name: str) -> str:
         """Full topic name with the environment prefix."""

@@ -70,7 +70,7 @@ def sink(
     from prometheus_client import CollectorRegistry
 
     from pipeline.health import Health, serve
-    from pipeline.logs import quiet_repeats
+    from pipeline.logs import quiet_repeats, setup_logging
     from pipeline.security import settings_client_config
     from schemas.codec import AvroCodec
     from schemas.registry import SchemaRegistry
@@ -85,7 +85,7 @@ def sink(
     if unsafe:
         typer.secho(f"omnistream sink: {unsafe}", fg="red", err=True)
         raise typer.Exit(EXIT_CONFIG)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_format, settings.log_level)
     quiet_repeats()
     log = logging.getLogger("omnistream.sink")
 

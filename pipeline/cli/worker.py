@@ -79,7 +79,8 @@ def worker(
     app = create_app(settings, registry, input_partitions=counts, health=health)
     quiet_repeats()
     try:
-        bounded_worker(app, settings.log_level, settings.shutdown_timeout_s).execute_from_commandline()
+        worker = bounded_worker(app, settings.log_level, settings.shutdown_timeout_s, settings.log_format)
+        worker.execute_from_commandline()
     except SystemExit as stop:
         if stop.code == 1:  # Faust's exit after an unexpected error: the documented code for that is 70
             raise SystemExit(EXIT_SOFTWARE) from None
@@ -96,7 +97,7 @@ def use_event_loop(name: str) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def bounded_worker(app: Any, log_level: str, shutdown_timeout_s: float) -> Any:
+def bounded_worker(app: Any, log_level: str, shutdown_timeout_s: float, log_format: str = "text") -> Any:
     """A Faust worker whose stop on SIGTERM/SIGINT is bounded: after ``shutdown_timeout_s`` it exits 70.
 
     Faust's own stop waits for the agents to finish their batch and then commits; a batch stuck on a dead
@@ -112,7 +113,9 @@ def bounded_worker(app: Any, log_level: str, shutdown_timeout_s: float) -> Any:
                 timer.start()
             super()._schedule_shutdown(signal)
 
-    return BoundedWorker(app, loglevel=log_level, quiet=True)
+    from pipeline.logs import logging_config
+
+    return BoundedWorker(app, loglevel=log_level, quiet=True, logging_config=logging_config(log_format, log_level))
 
 
 def _overran(timeout_s: float) -> None:
