@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
 
 M = TypeVar("M", Counter, Gauge, Histogram)
 
@@ -313,3 +322,25 @@ def consumer_metrics(registry: CollectorRegistry) -> ConsumerMetrics:
             "assigned_partitions", "Partitions currently assigned to this worker", namespace=ns, registry=registry
         ),
     )
+
+
+def process_metrics(registry: CollectorRegistry, role: str) -> None:
+    """The standard ``process_*`` (CPU, memory, open files), ``python_gc_*`` and ``python_info`` series, and
+    ``omnistream_build_info{version, role, python, faust, duckdb}`` on ``registry``."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from pipeline import __version__
+
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "none"
+
+    info = Info("omnistream_build", "Version of omnistream and of what it runs on", registry=registry)
+    info.info({"version": __version__, "role": role, "python": platform.python_version(),
+               "faust": installed("faust-streaming"), "duckdb": installed("duckdb")})  # fmt: skip

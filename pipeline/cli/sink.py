@@ -71,6 +71,7 @@ def sink(
 
     from pipeline.health import Health, serve
     from pipeline.logs import quiet_repeats, setup_logging
+    from pipeline.metrics import process_metrics
     from pipeline.security import settings_client_config
     from schemas.codec import AvroCodec
     from schemas.registry import SchemaRegistry
@@ -106,6 +107,7 @@ def sink(
 
     metrics_registry = CollectorRegistry()
     metrics = sink_metrics(metrics_registry)
+    process_metrics(metrics_registry, "sink")
     if metrics_port is not None:
         port = metrics_port
     elif settings.sink_metrics_port is not None:

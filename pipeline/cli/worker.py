@@ -41,6 +41,7 @@ def worker(
     from pipeline.app import create_app
     from pipeline.health import Health, serve
     from pipeline.logs import quiet_repeats
+    from pipeline.metrics import process_metrics
     from pipeline.security import KafkaAuthError, SecurityConfigError, check_connection, kafka_security
 
     settings = load_settings(
@@ -72,6 +73,7 @@ def worker(
     if missing:
         _die(f"input topics missing: {', '.join(missing)} (create them: omnistream kafka up)", EXIT_UNAVAILABLE)
     registry = CollectorRegistry()
+    process_metrics(registry, "worker")
     health = Health()
     if port:
         serve(registry, health, port, settings.metrics_bind)
