@@ -47,8 +47,18 @@ BOUNDED_LABELS = {
     "holdout": 2,
     "reason": 20,
     "le": 50,  # bucket bounds, the union over every histogram
+    # omnistream_build_info and the standard python_info / python_gc_* series: one value each per process
+    "version": 2,  # omnistream's and Python's
+    "role": 2,
+    "python": 1,
+    "faust": 1,
+    "duckdb": 1,
+    "implementation": 1,
+    "major": 1,
+    "minor": 1,
+    "patchlevel": 1,
+    "generation": 3,
     "quantile": 0,
-    # Process and platform collectors are not registered (registry injected), so nothing else appears.
 }
 MAX_SERIES_PER_FAMILY = 200
 SAMPLE_PREFIXES = ("omnistream_events_in_total", "omnistream_failed_events_total{channel=\"web\"",
