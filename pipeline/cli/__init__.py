@@ -9,6 +9,7 @@ import typer
 from pipeline.cli.backfill import backfill
 from pipeline.cli.demo import demo
 from pipeline.cli.evaluate import evaluate_app
+from pipeline.cli.failed import failed_app
 from pipeline.cli.kafka import kafka_app
 from pipeline.cli.model import model_app
 from pipeline.cli.report import report
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(failed_app, name="failed")
 app.add_typer(model_app, name="model")
 app.command()(simulate)
 app.command()(worker)
