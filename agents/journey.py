@@ -8,9 +8,11 @@ following on from the last one this process handled (first batch, reassignment, 
 rebalance): from its persisted partition state, the due times in the record headers, and a re-read of the
 resolved-events messages that still held pending items.
 
-Order per batch: write the records to the table's store, publish the records' changelog messages and every
-output and wait for the broker's acks, then acknowledge the inputs (Faust commits acknowledged offsets later).
-The changelog messages are published with the outputs, in one batch, rather than through Faust's
+Order per batch: publish every output and wait for the broker's acks (stages before signals), then the records'
+changelog messages, then write the records to the table's store, then acknowledge the inputs (Faust commits
+acknowledged offsets later). The state goes last so that it is never ahead of the outputs: whatever a crash
+interrupts, the replay finds the state before the batch and emits everything again with the same ids.
+The changelog messages are published in one acknowledged batch rather than through Faust's
 ``table[key] = value``: that queues one message at a time in Faust's producer buffer, whose one-by-one
 draining throttled the whole worker (a record per customer per batch). Recovery is Faust's all the same: the
 messages go to the table's changelog topic, on the key's partition (the table uses Kafka's partitioner).
@@ -104,13 +106,16 @@ def register_journey(
                 tag = expected_next[partition] = messages[-1][0] + 1
                 written = [(key, pack(tag, due, body)) for key, (body, due) in out.states.items()]
                 written.append((state_key(partition, partitions), pack(tag, None, out.partition_state)))
-                for key, value in written:
-                    store[key] = value
                 changelog.extend(written)
                 journey_metrics.watermark.get(str(partition)).set(out.watermark / 1000 if out.watermark > NEVER
                                                                   else 0)  # fmt: skip
                 outs.append(out)
-            await _publish(outs, [(table.changelog_topic, changelog)], outputs, codec, partitions, retry, metrics)
+            await _publish(outs, outputs, codec, partitions, retry, metrics)
+            # The state last: a worker that dies before it leaves the state behind every output, and the replay
+            # emits them again (same ids); the other way round, a replay would skip what was never published.
+            await publish_all([(table.changelog_topic, changelog)], retry, metrics.infra_retries)
+            for key, value in changelog:
+                store[key] = value
             await cursor.ack(stream, events, admitted.generation)
             owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
             _gauges(step, owned, journey_metrics, signal_metrics)
@@ -120,8 +125,8 @@ def register_journey(
 
 
 async def _publish(
-    outs: list[JourneyOutput], state: list[tuple[Any, Sequence[KeyValue]]], outputs: Mapping[str, Any],
-    codec: AvroCodec, partitions: int, retry: RetryPolicy, metrics: IngestMetrics,
+    outs: list[JourneyOutput], outputs: Mapping[str, Any], codec: AvroCodec, partitions: int, retry: RetryPolicy,
+    metrics: IngestMetrics,
 ) -> None:  # fmt: skip
     entries = [e for o in outs for e in o.entries]
     by_key: Callable[[bytes], int] = lambda key: partition_of(key, partitions)  # noqa: E731
@@ -132,7 +137,6 @@ async def _publish(
 
     # Stages before signals: a consumer sees the stage a signal refers to.
     first: list[tuple[Any, Sequence[KeyValue]]] = [
-        *state,
         (outputs["sessions"], gather(lambda o: o.sessions)),
         (outputs["failed"], gather(lambda o: o.failed)),
         (outputs["journey-stages"], gather(lambda o: o.journey.transitions)),
