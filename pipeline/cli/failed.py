@@ -4,7 +4,7 @@ originals back to their source topic once the cause is fixed (pipeline/failed.py
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -86,7 +86,7 @@ def show_failed(
     topic, partition, offset = _parse_ref(input_ref)
     for record in _failed(_selection(None, None, [topic], None, None)):
         if (record["source_partition"], record["source_offset"]) == (partition, offset):
-            got = _original(record)
+            got = _opener()(record)
             shown = {k: v for k, v in record.items() if k not in ("original_sealed", "source_key_sealed")}
             shown["original"] = got.problem or _describe(got.value)
             typer.echo(json.dumps(shown, default=str, indent=2))
@@ -114,8 +114,9 @@ def replay_failed(
     producer = None if dry_run else KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","),
                                                   acks="all", **settings_client_config(settings))  # fmt: skip
     sent, missing = 0, dict[str, int]()
+    opener = _opener()
     for record in _failed(_selection(types, rules, topics, since, until)):
-        got = _original(record)
+        got = opener(record)
         if got.problem:
             missing[got.problem] = missing.get(got.problem, 0) + 1
             continue
@@ -130,7 +131,8 @@ def replay_failed(
         typer.echo(f"skipped {n}: {problem}")
 
 
-def _original(record: dict[str, Any]) -> Any:
+def _opener() -> Callable[[dict[str, Any]], Any]:
+    """Recovers a failed event's original (pipeline/failed.py); settings and key derived once per command."""
     from pipeline.domain.quarantine import Quarantine
     from pipeline.failed import original
     from pipeline.security import settings_client_config
@@ -138,16 +140,17 @@ def _original(record: dict[str, Any]) -> Any:
     from pipeline.topic_reader import read_range
 
     settings = load_settings()
+    client = settings_client_config(settings)
+    quarantine = Quarantine(settings.pii_secret.get_secret_value().encode())
 
     def read_input(topic: str, partition: int, offset: int) -> tuple[bytes | None, bytes | None] | None:
         try:
-            found = read_range(settings.kafka_bootstrap, topic, partition, offset, offset + 1,
-                               settings_client_config(settings), timeout_s=10)  # fmt: skip
+            found = read_range(settings.kafka_bootstrap, topic, partition, offset, offset + 1, client, timeout_s=10)
         except TimeoutError:
             return None
         return (found[0][1] or None, found[0][2]) if found and found[0][0] == offset else None
 
-    return original(record, Quarantine(settings.pii_secret.get_secret_value().encode()), read_input)
+    return lambda record: original(record, quarantine, read_input)
 
 
 def _describe(value: bytes | None) -> Any:

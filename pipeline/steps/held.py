@@ -67,8 +67,7 @@ class Held:
 
 @dataclass
 class Routed:
-    """What one routing pass releases: the entries, the batches now complete (in order) and the partitions it
-    touched."""
+    """What one routing pass releases: the entries, and the batches now complete at the head (in order)."""
 
     records: list[Mapping[str, Any]] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
@@ -85,9 +84,6 @@ class HeldBatches:
 
     def __bool__(self) -> bool:
         return bool(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
 
     def append(self, held: Held) -> None:
         self.batches.append(held)
