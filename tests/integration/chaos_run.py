@@ -23,7 +23,7 @@ from pipeline.settings import load_settings
 from sinks.tables import TABLES as SINK_TABLES
 from tests.integration.event_time_runs import TABLES, Run, SimInput, differences, finish, new_run, send
 from tests.integration.pipeline_env import free_port
-from tests.integration.processes import Proc, wait_until
+from tests.integration.processes import STARTED, Proc, wait_until
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ def chaos_run(workdir: Path, inp: SimInput, params: Path, partitions: int, plan:
                            partitions=partitions)  # fmt: skip
     bootstrap = start_broker(broker).bootstrap
     report = ChaosReport(events=len(inp.messages))
+    first = len(STARTED)
     try:
         run = new_run(bootstrap, workdir, params, partitions)
         run.extra["OMNISTREAM_SOURCE_IDLE_S"] = "30"  # traffic comes in phases: no partition is idle meanwhile
@@ -123,6 +124,9 @@ def chaos_run(workdir: Path, inp: SimInput, params: Path, partitions: int, plan:
         finish(run)
         return run, report
     finally:
+        for proc in STARTED[first:]:  # left running only if the run failed part-way
+            if proc.alive():
+                proc.kill()
         stop_broker(broker)
 
 

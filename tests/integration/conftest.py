@@ -13,23 +13,30 @@ Test sessions running at the same time share the test broker through leases: the
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kafka.errors import KafkaError
 
 from pipeline.kafka_local import (
     LocalKafkaError,
+    delete_topics,
     join_shared_broker,
     leave_shared_broker,
+    list_topics,
     probe,
 )
 from pipeline.kafka_local.config import BrokerLayout
 from pipeline.settings import Settings, load_settings
+from tests.integration.pipeline_env import CREATED
+from tests.integration.processes import STARTED
 
 _HERE = Path(__file__).parent
+log = logging.getLogger(__name__)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -80,3 +87,26 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
         return f"{prefix}-{test}-{uuid.uuid4().hex[:8]}"
 
     return make
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_cleanup() -> Iterator[None]:
+    """Once a test module is done: kill the processes a failed test left running (they would compete with the
+    next tests for the CPU), and delete the topics of the deployments the module created (a broker that keeps
+    every test's topics, thousands of partitions per suite, slows down and eventually runs out of heap)."""
+    first, first_proc = len(CREATED), len(STARTED)
+    yield
+    for proc in STARTED[first_proc:]:
+        if proc.alive():
+            proc.kill()
+    by_bootstrap: dict[str, list[str]] = {}
+    for bootstrap, prefix, app_id in CREATED[first:]:
+        by_bootstrap.setdefault(bootstrap, []).extend((prefix, f"{app_id}-"))
+    for bootstrap, starts in by_bootstrap.items():
+        if not probe(bootstrap, timeout_s=2.0):  # a broker of the module's own, already stopped
+            continue
+        try:
+            names = [t for t in list_topics(bootstrap) if t.startswith(tuple(starts))]
+            delete_topics(bootstrap, names)
+        except (LocalKafkaError, KafkaError) as error:  # clean-up only: the tests' results stand
+            log.warning("could not delete the test topics on %s: %s", bootstrap, error)

@@ -84,6 +84,15 @@ class Run:
     def alive(self) -> list[Proc]:
         return [p for p in self.workers if p.alive()]
 
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, error: type[BaseException] | None, *_: object) -> None:
+        """A run that failed part-way leaves no worker behind to compete with the next run."""
+        if error is not None:
+            for proc in self.alive():
+                proc.kill()
+
 
 def new_run(bootstrap: str, workdir: Path, params: Path, partitions: int = 4) -> Run:
     env = PipelineEnv.create(bootstrap, workdir, partitions=partitions)
@@ -205,12 +214,20 @@ def wait_resumed(run: Run, killed_at: float, before: dict[tuple[str, int], int],
     """Seconds from a kill until every input partition's committed offset moved past where it was."""
 
     settings = run.env.settings()
+    behind: dict[tuple[str, int], tuple[int, int, int]] = {}
 
     def moved() -> bool:
         now = committed(run, ("web", "mobile", "store", "social"))
         ends = {(t, p): end for t in settings.input_topics.values() for p, end in end_offsets(settings, t).items()}
         # A partition with nothing new since the kill has nothing to resume.
-        return all(now.get(tp, -1) > off for tp, off in before.items() if ends.get(tp, 0) > off)
+        behind.clear()
+        behind.update({tp: (off, now.get(tp, -1), ends.get(tp, 0)) for tp, off in before.items()
+                       if ends.get(tp, 0) > off and now.get(tp, -1) <= off})  # fmt: skip
+        return not behind
 
-    wait_until(moved, timeout_s, 0.2, "every input partition to be processed again")
+    try:
+        wait_until(moved, timeout_s, 0.2, "every input partition to be processed again")
+    except AssertionError as error:
+        stuck = ", ".join(f"{t}[{p}] committed {c} (was {b}, end {e})" for (t, p), (b, c, e) in sorted(behind.items()))
+        raise AssertionError(f"{error}: {stuck}") from None
     return time.monotonic() - killed_at

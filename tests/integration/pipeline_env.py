@@ -23,6 +23,9 @@ from tests.integration.processes import Proc, wait_until
 
 FAILURE_OUTCOMES = tuple(t.value for t in FailureType)
 
+#: Every deployment created in this session: (bootstrap, topic prefix, app id), for the topic clean-up.
+CREATED: list[tuple[str, str, str]] = []
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -46,6 +49,7 @@ class PipelineEnv:
     ) -> PipelineEnv:
         tag = uuid.uuid4().hex[:8]
         env = cls(bootstrap, workdir, f"it{tag}.", f"omnistream-it-{tag}", allowed_lateness_s)
+        CREATED.append((bootstrap, env.prefix, env.app_id))
         ensure_pipeline_topics(env.settings().model_copy(update={"partitions": partitions}), bootstrap)
         return env
 

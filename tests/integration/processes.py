@@ -10,6 +10,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+#: Every child process started in this session, so that the module clean-up can stop those a failed test left.
+STARTED: list[Proc] = []
+
 
 class Proc:
     """One ``python -m pipeline ...`` child process with its own environment and log file."""
@@ -26,6 +29,7 @@ class Proc:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        STARTED.append(self)
 
     def alive(self) -> bool:
         return self.popen.poll() is None

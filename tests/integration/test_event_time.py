@@ -66,11 +66,11 @@ def params(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def produced_first(bootstrap: str, workdir: Path, inp: SimInput, params: Path, workers: int) -> Run:
-    run = new_run(bootstrap, workdir, params, PARTITIONS)
-    send(run.env, inp.messages)
-    for i in range(workers):
-        run.start_worker(i)
-    return finish(run)
+    with new_run(bootstrap, workdir, params, PARTITIONS) as run:
+        send(run.env, inp.messages)
+        for i in range(workers):
+            run.start_worker(i)
+        return finish(run)
 
 
 @pytest.fixture(scope="module")
@@ -90,36 +90,36 @@ def two(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: Sim
 
 @pytest.fixture(scope="module")
 def backlog(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: SimInput, params: Path) -> Run:
-    run = new_run(kafka_bootstrap, tmp_path_factory.mktemp("backlog"), params, PARTITIONS)
-    send(run.env, [m for m in inp.messages if m.channel in ("store", "social")])
-    send(run.env, [m for m in inp.messages if m.channel in ("web", "mobile")])
-    run.start_worker(0)
-    return finish(run)
+    with new_run(kafka_bootstrap, tmp_path_factory.mktemp("backlog"), params, PARTITIONS) as run:
+        send(run.env, [m for m in inp.messages if m.channel in ("store", "social")])
+        send(run.env, [m for m in inp.messages if m.channel in ("web", "mobile")])
+        run.start_worker(0)
+        return finish(run)
 
 
 @pytest.fixture(scope="module")
 def killed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: SimInput, params: Path) -> Run:
-    run = new_run(kafka_bootstrap, tmp_path_factory.mktemp("killed"), params, PARTITIONS)
-    # Traffic trickles in here: a partition silent for the short test timeout would be declared idle and later
-    # resume behind the watermark, which is the one place processing time decides (docs/time.md).
-    run.extra["OMNISTREAM_SOURCE_IDLE_S"] = "30"
-    run.start_worker(0)
-    victim = run.start_worker(1)
-    wait_group_stable(run.env.settings(), 2)
-    join = produce_in_background(run.env, inp.messages, rate=len(inp.messages) / 45)
-    for kill in range(2):
-        if kill:  # the restarted worker has joined and taken its partitions over: a running member is killed
-            wait_group_stable(run.env.settings(), 2, settle_s=1.0)
-        time.sleep(8)
-        assert victim.alive(), victim.log_tail()
-        before = committed(run, ("web", "mobile", "store", "social"))
-        killed_at = time.monotonic()
-        victim.kill()
-        run.resumes.append(wait_resumed(run, killed_at, before))
-        print(f"kill -9 #{kill + 1}: every input partition processed again after {run.resumes[-1]:.1f} s")
-        victim = run.start_worker(1, f"worker-1-restart-{kill}")
-    join()
-    return finish(run)
+    with new_run(kafka_bootstrap, tmp_path_factory.mktemp("killed"), params, PARTITIONS) as run:
+        # Traffic trickles in here: a partition silent for the short test timeout would be declared idle and later
+        # resume behind the watermark, which is the one place processing time decides (docs/time.md).
+        run.extra["OMNISTREAM_SOURCE_IDLE_S"] = "30"
+        run.start_worker(0)
+        victim = run.start_worker(1)
+        wait_group_stable(run.env.settings(), 2)
+        join = produce_in_background(run.env, inp.messages, rate=len(inp.messages) / 45)
+        for kill in range(2):
+            if kill:  # the restarted worker has joined and taken its partitions over: a running member is killed
+                wait_group_stable(run.env.settings(), 2, settle_s=1.0)
+            time.sleep(8)
+            assert victim.alive(), victim.log_tail()
+            before = committed(run, ("web", "mobile", "store", "social"))
+            killed_at = time.monotonic()
+            victim.kill()
+            run.resumes.append(wait_resumed(run, killed_at, before))
+            print(f"kill -9 #{kill + 1}: every input partition processed again after {run.resumes[-1]:.1f} s")
+            victim = run.start_worker(1, f"worker-1-restart-{kill}")
+        join()
+        return finish(run)
 
 
 @pytest.fixture(scope="module")
