@@ -6,7 +6,9 @@ resolved-events, so a customer's record lives on the partition (and worker) that
 partition's runtime (pending items, watermarks, due times) is rebuilt when the partition's batches stop
 following on from the last one this process handled (first batch, reassignment, a seek back after a
 rebalance): from its persisted partition state, the due times in the record headers, and a re-read of the
-resolved-events messages that still held pending items.
+resolved-events messages that still held pending items. A state recovered as of an older offset than the one
+consumption resumes at (the group committed past it; the partition state record carries the offset it is at)
+first applies the messages in between again, so that nothing committed is skipped.
 
 Order per batch: publish every output and wait for the broker's acks (stages before signals), then the records'
 changelog messages, then write the records to the table's store, then acknowledge the inputs (Faust commits
@@ -21,6 +23,7 @@ messages go to the table's changelog topic, on the key's partition (the table us
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,16 +31,17 @@ from typing import Any
 from agents.batching import PARTITIONER
 from agents.cursor import faust_cursor
 from agents.publish import RetryPolicy, publish_all
-from agents.state_table import pack, unpack
+from agents.state_table import catch_up_from, pack, unpack
 from pipeline.domain.eventtime import NEVER
 from pipeline.metrics import IngestMetrics, JourneyMetrics
 from pipeline.metrics_journey import JourneySignalMetrics
 from pipeline.steps.bundles import bundle, partition_key
 from pipeline.steps.journey import JourneyOutput, JourneyPartition, JourneyStep, Tally
-from pipeline.topic_reader import read_range
+from pipeline.topic_reader import read_range, start_offsets
 from schemas.codec import AvroCodec
 
 KeyValue = tuple[bytes | None, bytes]
+log = logging.getLogger(__name__)
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -65,10 +69,30 @@ def register_journey(
     def load(key: bytes) -> bytes | None:
         return unpack(table.get(key))[2]
 
-    async def restore(partition: int, upto: int) -> JourneyPartition:
+    async def restore(partition: int, upto: int) -> list[tuple[int, bytes, bytes]]:
+        """Rebuild ``partition``'s runtime for a batch starting at ``upto``; returns the messages before ``upto``
+        that the recovered state has not applied yet (to process first)."""
         started = time.perf_counter()
         skey = state_key(partition, partitions)
-        raw_state = load(skey)
+        tag, _due, raw_state = unpack(table.get(skey))
+        loop = asyncio.get_running_loop()
+        earliest = 0
+        if tag < 0 < upto:  # no state record: behind unless the log starts where consumption resumes
+            earliest = (await loop.run_in_executor(None, start_offsets, bootstrap, source, [partition],
+                                                   client_config))[partition]  # fmt: skip
+        behind: list[tuple[int, bytes, bytes]] = []
+        start = catch_up_from(tag, upto, earliest)
+        if start is not None:
+            # The group committed past the state recovered for this partition: the messages in between are
+            # applied again, not skipped. Their outputs were published before that commit and repeat with the
+            # same ids.
+            found = await loop.run_in_executor(None, read_range, bootstrap, source, partition, start, upto,
+                                               client_config)  # fmt: skip
+            behind = [(offset, key or b"", value) for offset, key, value in found]
+            journey_metrics.catch_up.inc(len(behind))
+            log.warning("%s[%d]: state recovered as of offset %d, resuming at %d: %d messages applied again",
+                        source, partition, start, upto, len(behind))  # fmt: skip
+            upto = start
         due = [(k, unpack(v)[1]) for k, v in list(table.data.items())
                if k != skey and partition_of(k, partitions) == partition]  # fmt: skip
         start = JourneyPartition.min_pending(raw_state)
@@ -77,9 +101,9 @@ def register_journey(
             pending = await asyncio.get_running_loop().run_in_executor(
                 None, read_range, bootstrap, source, partition, start, upto, client_config
             )
-        part = step.restore(partition, raw_state, due, pending)
+        step.restore(partition, raw_state, due, pending)
         journey_metrics.restore_seconds.observe(time.perf_counter() - started)
-        return part
+        return behind
 
     cursor = faust_cursor(app, source, bootstrap, app.conf.id, client_config)
 
@@ -101,7 +125,7 @@ def register_journey(
             store = table.data
             for partition, messages in sorted(by_partition.items()):
                 if expected_next.get(partition) != messages[0][0] or partition not in step.partitions:
-                    await restore(partition, messages[0][0])
+                    messages[:0] = await restore(partition, messages[0][0])
                 out = step.process(partition, messages, load)
                 tag = expected_next[partition] = messages[-1][0] + 1
                 written = [(key, pack(tag, due, body)) for key, (body, due) in out.states.items()]

@@ -4,7 +4,7 @@ Every record is ``header | body``: a format byte, the *tag* (the resolved-events
 that wrote it) and the customer's next due time (so a worker taking a partition over rebuilds its timer index
 from headers, without decoding a million records).
 
-Why the tag: a worker writes state records and then publishes the outputs of a batch; Faust commits the input
+Why the tag: a worker publishes the outputs of a batch and then its state records; Faust commits the input
 offsets later. A crash in between leaves records of a batch whose offsets were not committed; that batch is
 consumed again, and applying it to state that already contains it would emit nothing. On recovery,
 :class:`RollbackStore` therefore skips every changelog record whose tag lies beyond the committed offset of its
@@ -49,6 +49,15 @@ def unpack(raw: bytes | None) -> tuple[int, int | None, bytes | None]:
     if fmt != FORMAT:
         raise ValueError(f"unknown journey record format {fmt}")
     return tag, None if due == NO_DUE else due, raw[_HEADER.size :]
+
+
+def catch_up_from(tag: int, upto: int, earliest: int) -> int | None:
+    """Where a partition whose state record is tagged ``tag`` (-1: none) must be replayed from before the batch at
+    ``upto``, the offset it resumes at; None when the state is not behind. The state is behind when the group
+    committed past what was recovered (records recovered as of an older committed offset, or none at all while
+    the log starts at ``earliest`` < ``upto``): the messages in between are applied again."""
+    start = tag if tag >= 0 else earliest
+    return start if start < upto else None
 
 
 class RollbackStore(MemoryStore):  # type: ignore[type-arg]

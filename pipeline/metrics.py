@@ -209,6 +209,7 @@ class JourneyMetrics:
     watermark: ChildCache[Gauge]
     restore_seconds: Histogram
     processing_errors: Counter
+    catch_up: Counter
 
 
 def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
@@ -277,6 +278,12 @@ def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
         processing_errors=Counter(
             "journey_processing_errors",
             "Journey items a customer failed on unexpectedly (sent to failed-events as processing_error)",
+            namespace=ns,
+            registry=registry,
+        ),
+        catch_up=Counter(
+            "journey_catch_up_messages",
+            "resolved-events messages applied again on restore: committed past the state recovered for them",
             namespace=ns,
             registry=registry,
         ),

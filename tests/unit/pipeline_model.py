@@ -18,7 +18,7 @@ from typing import Any
 from kafka.partitioner.default import murmur2
 from prometheus_client import CollectorRegistry
 
-from agents.state_table import pack, unpack
+from agents.state_table import catch_up_from, pack, unpack
 from pipeline.domain.eventtime import NEVER, RANK_EVENT, Pos, place
 from pipeline.domain.identity_rules import DEFAULT_POLICY
 from pipeline.domain.ingest import IngestPolicy, canonicalise
@@ -90,6 +90,7 @@ class Model:
     def __init__(
         self, events: list[CustomerEventRecord], config: ReferenceConfig, codec: AvroCodec, partitions: int,
         lateness_ms: int, rng: random.Random, crash_rate: float = 0.0, duplicate_rate: float = 0.0,
+        stale_rate: float = 0.0,
     ) -> None:  # fmt: skip
         self.rng = rng
         self.duplicate_rate = duplicate_rate
@@ -98,6 +99,7 @@ class Model:
         self.partitions = partitions
         self.lateness = lateness_ms
         self.crash_rate = crash_rate
+        self.stale_rate = stale_rate  # share of crashes whose state is recovered as of an older commit
         # Sources: each input partition's events in offset order (duplicates included, as produced).
         self.sources: dict[str, list[CustomerEventRecord]] = defaultdict(list)
         for e in sorted(events, key=lambda r: (r["source_topic"], r["source_partition"], r["source_offset"])):
@@ -127,7 +129,9 @@ class Model:
         self.dedup: set[str] = set()
         self.position = [0] * partitions  # next offset each journey partition consumes
         self.committed = [0] * partitions
+        self.commits: list[list[int]] = [[0] for _ in range(partitions)]
         self.crashes = 0
+        self.caught_up = 0
 
     def _publish(self, topic: Topic, messages: list[tuple[bytes, bytes]]) -> None:
         """Append to a topic; sometimes publish an earlier batch again (an at-least-once producer after a crash)."""
@@ -228,9 +232,11 @@ class Model:
         start = self.position[p]
         if start >= len(log):
             return False
+        again: list[tuple[int, bytes, bytes]] = []
         if p not in self.step.partitions:
-            self._restore(p)
+            again = self._restore(p)
         batch = [(o, k, v) for o, (k, v) in enumerate(log[start : start + self.rng.randint(1, 12)], start)]
+        batch[:0] = again
         table = self.tables[p]
         out = self.step.process(p, batch, lambda key: unpack(table.get(key))[2])
         tag = batch[-1][0] + 1
@@ -249,6 +255,7 @@ class Model:
                                         self.partitions))  # fmt: skip
         if self.rng.random() < 0.5:
             self.committed[p] = tag
+            self.commits[p].append(tag)
         if self.rng.random() < self.crash_rate:
             self._crash(p)
         return True
@@ -257,18 +264,30 @@ class Model:
         """Lose the partition's runtime and every record written after its committed offset."""
         self.crashes += 1
         self.step.partitions.pop(p, None)
-        self.tables[p] = {k: v for k, v in self.history[p] if unpack(v)[0] <= self.committed[p]}
+        # A stale recovery: the records are recovered as of an older commit than the one consumption resumes at
+        # (the committed offsets were read before the previous owner's last commit landed).
+        limit = self.rng.choice(self.commits[p]) if self.rng.random() < self.stale_rate else self.committed[p]
+        self.tables[p] = {k: v for k, v in self.history[p] if unpack(v)[0] <= limit}
         self.position[p] = self.committed[p]
 
-    def _restore(self, p: int) -> None:
+    def _restore(self, p: int) -> list[tuple[int, bytes, bytes]]:
+        """As agents/journey.py: the runtime from the records; the messages the state is behind on, to apply
+        first."""
         table = self.tables[p]
-        raw = unpack(table.get(b"~state"))[2]
+        tag, _due, raw = unpack(table.get(b"~state"))
         due = [(k, unpack(v)[1]) for k, v in table.items() if k != b"~state"]
-        start = JourneyPartition.min_pending(raw)
         upto = self.position[p]
         log = self.resolved.logs[p]
+        again: list[tuple[int, bytes, bytes]] = []
+        start = catch_up_from(tag, upto, 0)
+        if start is not None:
+            again = [(o, k, v) for o, (k, v) in enumerate(log[start:upto], start)]
+            self.caught_up += len(again)
+            upto = start
+        start = JourneyPartition.min_pending(raw)
         pending = [(o, k, v) for o, (k, v) in enumerate(log[start:upto], start)] if start is not None else []
         self.step.restore(p, raw, due, pending)
+        return again
 
     # --- the run --------------------------------------------------------------------------------------------------
 

@@ -66,6 +66,20 @@ def test_crashes_and_recovery_give_the_reference_rows(events: list, seed: int) -
     assert_tallies(model)
 
 
+@pytest.mark.parametrize("seed", range(40, 44))
+def test_state_recovered_behind_the_committed_offset_catches_up_to_the_reference_rows(events: list, seed: int) -> None:
+    config = reference_config(LATENESS)
+    model = Model(events, config, CODEC, partitions=3, lateness_ms=LATENESS, rng=random.Random(seed), crash_rate=0.15,
+                  duplicate_rate=0.2, stale_rate=0.5)  # fmt: skip
+    model.run()
+    assert model.crashes >= 5 and model.caught_up > 0
+    got = comparable(warehouse(model.outputs, CODEC))
+    want = comparable(reference(model.accepted, config, CODEC))
+    for table in want:
+        assert got[table] == want[table], table
+    assert_tallies(model)
+
+
 def assert_tallies(model: Model) -> None:
     """The partition totals behind the gauges equal a count over the partition's records, through crashes."""
     for p, table in enumerate(model.tables):
