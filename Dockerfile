@@ -5,8 +5,11 @@
 #   docker run ... omnistream:0.1.0 sink                                                                  # the sink
 # Every setting is an OMNISTREAM_* environment variable (README.md, docs/operations.md).
 
-# --- build: install the project and its dependencies into a venv that is copied as a whole -------------------
-FROM python:3.11-slim AS build
+# --- build: install the pinned dependencies, then the project, into a venv that is copied as a whole ----------
+# The base image is pinned to a patch release (override with --build-arg PYTHON_IMAGE=python:...@sha256:... to
+# pin a digest); the dependencies come from requirements.lock (`make lock`), the versions the test suite ran.
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -14,19 +17,19 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 RUN python -m venv /opt/omnistream
 WORKDIR /src
-# Dependencies change less often than code; installing pyproject's dependencies alone first would need a
-# second copy of the dependency list, so the whole project is installed in one step (small and quick).
+# Dependencies first: this layer is reused until requirements.lock changes.
+COPY requirements.lock ./
+RUN /opt/omnistream/bin/pip install -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY schemas ./schemas
 COPY agents ./agents
 COPY sinks ./sinks
-RUN /opt/omnistream/bin/pip install --upgrade pip \
- && /opt/omnistream/bin/pip install . \
+RUN /opt/omnistream/bin/pip install --no-deps . \
  && /opt/omnistream/bin/omnistream --help > /dev/null
 
 # --- runtime ------------------------------------------------------------------------------------------------
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 LABEL org.opencontainers.image.title="omnistream" \
       org.opencontainers.image.description="Streaming omnichannel customer-event pipeline (Faust workers, DuckDB sink)" \

@@ -4,18 +4,21 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test promtool lint typecheck unit integration chaos kafka-up kafka-down kafka-status bench clean
+.PHONY: help venv lock demo test promtool lint typecheck unit integration chaos kafka-up kafka-down kafka-status bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-venv: $(STAMP)  ## create the virtualenv and install omnistream with its dev tools
+venv: $(STAMP)  ## create the virtualenv and install omnistream with its dev tools (versions from constraints.txt)
+
+lock: $(STAMP)  ## after a dependency change: rewrite constraints.txt and requirements.lock from the virtualenv
+	$(BIN)/python deploy/lock.py
 
 demo: $(STAMP)  ## run the main job end to end on a local broker (fetches Kafka on first use)
 	$(BIN)/omnistream demo
@@ -54,5 +57,9 @@ kafka-down: $(STAMP)  ## stop the local broker
 kafka-status: $(STAMP)  ## is the local broker running, which topics
 	$(BIN)/omnistream kafka status
 
-clean:  ## remove local state (broker data, worker state); keeps the jar cache and the venv
-	rm -rf .omnistream
+STATE_DIR := $(or $(OMNISTREAM_STATE_DIR),.omnistream)
+
+clean:  ## stop the local broker, remove local state ($OMNISTREAM_STATE_DIR, default .omnistream); keeps jars and venv
+	@if [ -x $(BIN)/omnistream ]; then $(BIN)/omnistream kafka down || true; fi
+	@case "$(abspath $(STATE_DIR))" in /|$(HOME)) echo "refusing to remove $(STATE_DIR)"; exit 1;; esac
+	rm -rf "$(STATE_DIR)"

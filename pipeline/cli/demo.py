@@ -19,7 +19,7 @@ from rich.table import Table
 from pipeline.cli.children import start_child, stop_child
 from pipeline.cli.demo_warehouse import run_warehouse
 from pipeline.domain.records import FailureType
-from pipeline.kafka_local import LocalKafkaError, delete_topics, start_broker, stop_broker
+from pipeline.kafka_local import LocalKafkaError, delete_topics, list_topics, start_broker, stop_broker
 from pipeline.settings import Settings, load_settings
 from pipeline.simulate.truth import expected_for
 from pipeline.summary import OutputSummary, summarise
@@ -37,6 +37,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Simulation seed")] = 7,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the worker to process everything")] = 300.0,
     keep_broker: Annotated[bool, typer.Option(help="Leave the local broker running afterwards")] = False,
+    keep_topics: Annotated[bool, typer.Option(help="Leave the demo's topics on the broker afterwards")] = False,
 ) -> None:
     """Start the local broker, a worker, simulate traffic, wait until every input is accounted for, print counts
     per channel and per failure type, identity and sessions against truth, then run the warehouse sink and print
@@ -118,12 +119,26 @@ def demo(
     finally:
         code = stop_child(worker)
         console.print(f"worker stopped with exit code {code} (log: {worker_log})")
+        if not keep_topics:
+            _delete_demo_topics(console, bootstrap, topics, settings.app_id)
         if not keep_broker and result.started:
             stop_broker(settings)
             console.print("broker stopped")
     if code != 0:
         exit_code = 1
     raise typer.Exit(exit_code)
+
+
+def _delete_demo_topics(console: Console, bootstrap: str, topics: list[str], app_id: str) -> None:
+    """The demo's topics and the worker's internal ones (named after this run's app id): a broker used for
+    several demos would otherwise keep every run's topics."""
+    try:
+        internal = [t for t in list_topics(bootstrap) if t.startswith(f"{app_id}-")]
+        deleted = delete_topics(bootstrap, [*topics, *internal])
+    except LocalKafkaError as exc:
+        console.print(f"[yellow]could not delete the demo topics: {exc.message}[/]")
+        return
+    console.print(f"deleted {len(deleted)} demo topics (--keep-topics keeps them)")
 
 
 def _wait_for_outputs(

@@ -228,16 +228,43 @@ def test_k8s_pdb_keeps_workers_available() -> None:
 # --- Dockerfile -------------------------------------------------------------------------------------------
 
 
-def test_dockerfile_is_slim_non_root_with_healthcheck() -> None:
+def test_dockerfile_is_slim_pinned_non_root_with_healthcheck() -> None:
     text = (ROOT / "Dockerfile").read_text()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    froms = [ln for ln in lines if ln.startswith("FROM ")]
-    assert froms and all("-slim" in ln for ln in froms)
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.MULTILINE))
+    froms = [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], ln) for ln in lines if ln.startswith("FROM ")]
+    # Slim, and pinned to a patch release: python:3.11.7-slim-..., not python:3.11-slim.
+    assert froms and all(re.match(r"FROM python:\d+\.\d+\.\d+-slim", ln) for ln in froms), froms
     user = [ln for ln in lines if ln.startswith("USER ")]
     assert user and not user[-1].split()[1].startswith(("root", "0"))
     assert any(ln.startswith("HEALTHCHECK ") for ln in lines)
     assert 'ENTRYPOINT ["omnistream"]' in lines and 'CMD ["worker"]' in lines
     env_names = set(re.findall(r"\b(OMNISTREAM_[A-Z0-9_]+)", text))
     assert env_names <= settings_env_names(), env_names - settings_env_names()
+    # The pinned dependencies are installed in a layer of their own, before any code is copied.
+    copies = [ln for ln in lines if ln.startswith(("COPY ", "RUN "))]
+    lock = next(i for i, ln in enumerate(copies) if "pip install -r requirements.lock" in ln)
+    assert lock < min(i for i, ln in enumerate(copies) if ln.startswith("COPY pipeline"))
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert {".git", ".venv", ".env", "deploy/secrets"} <= set(ignored)
+
+
+def test_the_lock_files_pin_every_dependency_of_pyproject() -> None:
+    """requirements.lock (image) and constraints.txt (make venv, CI) pin an exact version of every dependency."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def pins(name: str) -> dict[str, str]:
+        lines = [ln for ln in (ROOT / name).read_text().splitlines() if ln and not ln.startswith("#")]
+        return {re.sub(r"[-_.]+", "-", ln.split("==")[0]).lower(): ln.split("==")[1] for ln in lines}
+
+    def names(specs: list[str]) -> set[str]:
+        return {re.sub(r"[-_.]+", "-", Requirement(s).name).lower() for s in specs}
+
+    runtime, everything = pins("requirements.lock"), pins("constraints.txt")
+    assert names(project["dependencies"]) <= runtime.keys()
+    assert names(project["dependencies"] + project["optional-dependencies"]["dev"]) <= everything.keys()
+    assert all(everything[k] == v for k, v in runtime.items())
