@@ -5,7 +5,6 @@ Both open the snapshot the sink publishes read-only, so they run while the sink 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.cli.formats import OutputFormat, console_for, records, write_csv, write_json
 from pipeline.cli.sink import warehouse_snapshot_path
 from pipeline.settings import load_settings
 
@@ -30,7 +30,7 @@ SnapshotOption = Annotated[
 def sql(
     query: Annotated[str, typer.Argument(help='SQL to run, e.g. "SELECT * FROM daily_channel_metrics"')],
     snapshot: SnapshotOption = None,
-    output: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    output: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json")] = OutputFormat.table,
     limit: Annotated[int, typer.Option(min=1, help="Rows shown at most in table format")] = 200,
 ) -> None:
     """Run a read-only SQL query against the latest warehouse snapshot (docs/warehouse.md lists the tables)."""
@@ -39,7 +39,7 @@ def sql(
     from sinks.snapshot import published_at_ms
 
     path = snapshot or warehouse_snapshot_path(load_settings())
-    console = Console()
+    console = console_for()
     con = open_snapshot_or_exit(path, console)
     with con:
         try:
@@ -50,15 +50,10 @@ def sql(
         columns = [d[0] for d in cur.description or ()]
         rows = cur.fetchall()
         published = published_at_ms(con)
-    if output == "json":
-        typer.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
-    elif output == "csv":
-        import csv
-        import sys
-
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
+    if output is OutputFormat.json:
+        write_json(records(columns, rows))
+    elif output is OutputFormat.csv:
+        write_csv(columns, rows)
     else:
         table = Table(*columns)
         for row in rows[:limit]:

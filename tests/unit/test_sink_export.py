@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +11,8 @@ import duckdb
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.reports import export
+from pipeline.reports.model import collect
 from sinks.snapshot import open_snapshot
 from tests.unit.test_report import build_snapshot
 
@@ -41,3 +45,35 @@ def test_sql_reads_the_snapshot(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "CatalogException" in bad.output
     missing = CliRunner().invoke(app, ["sql", "SELECT 1", "--snapshot", str(tmp_path / "none.duckdb")])
     assert missing.exit_code == 1
+
+
+def test_sql_csv_and_a_table_printed_to_a_pipe_keep_whole_values(tmp_path: Path) -> None:
+    snap = build_snapshot(tmp_path, customers=30)
+    query = "SELECT session_id, CAST(start_ms AS VARCHAR) AS started, channel_path FROM sessions ORDER BY 1"
+    with open_snapshot(snap) as con:
+        want = con.execute(query).fetchall()
+    csv_out = CliRunner().invoke(app, ["sql", query, "--snapshot", str(snap), "--format", "csv"])
+    assert csv_out.exit_code == 0, csv_out.output
+    assert [tuple(r) for r in csv.reader(io.StringIO(csv_out.output))][1:] == want
+    table = CliRunner().invoke(app, ["sql", query, "--snapshot", str(snap)])  # not a TTY: laid out wide
+    assert table.exit_code == 0 and "…" not in table.output
+    assert all(sid in table.output and started in table.output for sid, started, _path in want)
+    bad = CliRunner().invoke(app, ["sql", "SELECT 1", "--snapshot", str(snap), "--format", "xml"])
+    assert bad.exit_code == 2 and "xml" in bad.output
+
+
+def test_report_json_and_csv_carry_every_section(tmp_path: Path) -> None:
+    snap = build_snapshot(tmp_path, customers=120)
+    doc = CliRunner().invoke(app, ["report", "--snapshot", str(snap), "--format", "json"])
+    assert doc.exit_code == 0, doc.output
+    sections = json.loads(doc.output)["sections"]
+    with open_snapshot(snap) as con:
+        data = collect(con)
+    assert sections.keys() == export.sections(data).keys()
+    assert len(sections["funnel"]) == len(data.funnel) > 0
+    long = CliRunner().invoke(app, ["report", "--snapshot", str(snap), "--format", "csv"])
+    assert long.exit_code == 0, long.output
+    rows = list(csv.DictReader(io.StringIO(long.output)))
+    funnel = [r for r in rows if r["section"] == "funnel"]
+    assert len(funnel) == len(data.funnel) * len(data.funnel.columns)
+    assert {r["column"] for r in funnel} == set(data.funnel.columns)
