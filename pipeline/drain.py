@@ -64,7 +64,11 @@ def wait_drained(
     while time.monotonic() < deadline:
         if not alive():
             raise RuntimeError("a worker exited while waiting for the pipeline to drain")
-        lag = group_lag(bootstrap, settings.app_id, consumed, client)
+        try:
+            lag = group_lag(bootstrap, settings.app_id, consumed, client)
+        except RetriableError:  # a broker that just started has no group coordinator yet
+            time.sleep(0.5)
+            continue
         on_progress(lag)
         now = [topic_end_total(bootstrap, t, client) for t in outputs]
         if lag or now != last:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 #: A readiness check: ``None`` when ready, else why not (shown in the 503 body).
 Readiness = Callable[[], str | None]
@@ -73,6 +73,11 @@ class Health:
             return f"readiness check failed: {exc!r}"
 
 
+def ready_gauge(registry: CollectorRegistry) -> Gauge:
+    """``omnistream_ready`` on ``registry`` (:func:`serve` makes it follow the process's /ready)."""
+    return Gauge("omnistream_ready", "1 when this process's /ready answers 200, else 0", registry=registry)
+
+
 @dataclass(frozen=True)
 class Served:
     """A running server: the port it listens on (port 0 picks one) and how to stop it."""
@@ -82,7 +87,9 @@ class Served:
 
 
 def serve(registry: CollectorRegistry, health: Health, port: int, addr: str = "0.0.0.0") -> Served:
-    """Serve ``/metrics``, ``/healthz`` and ``/ready`` on ``addr:port`` in a daemon thread."""
+    """Serve ``/metrics``, ``/healthz`` and ``/ready`` on ``addr:port`` in a daemon thread; ``omnistream_ready``
+    on ``registry`` says what ``/ready`` would (1 ready, 0 not), for the alert on processes that stay unready."""
+    ready_gauge(registry).set_function(lambda: 0.0 if health.alive() or health.ready() else 1.0)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

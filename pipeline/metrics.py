@@ -7,7 +7,9 @@ Hot paths pre-bind label children once (``ChildCache``) so that no label lookup 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from prometheus_client import (
@@ -351,3 +353,31 @@ def process_metrics(registry: CollectorRegistry, role: str) -> None:
     info = Info("omnistream_build", "Version of omnistream and of what it runs on", registry=registry)
     info.info({"version": __version__, "role": role, "python": platform.python_version(),
                "faust": installed("faust-streaming"), "duckdb": installed("duckdb")})  # fmt: skip
+    memory_limit_gauge(registry)
+
+
+def memory_limit_gauge(registry: CollectorRegistry) -> Gauge:
+    """``omnistream_memory_limit_bytes``: the container's memory limit, read at every scrape."""
+    limit = Gauge("omnistream_memory_limit_bytes", "Memory limit of this process's container (cgroup); NaN: none",
+                  registry=registry)  # fmt: skip
+    limit.set_function(memory_limit_bytes)
+    return limit
+
+
+#: cgroup v1 reports "no limit" as a page-rounded 2**63 - 1; anything this large is no limit.
+_NO_LIMIT = 2**60
+
+
+def memory_limit_bytes(root: Path = Path("/sys/fs/cgroup")) -> float:
+    """The memory limit of the cgroup this process runs in (cgroup v2 ``memory.max``, else v1
+    ``memory/memory.limit_in_bytes``); NaN when there is none or it cannot be read. Read at every scrape, so
+    a limit changed under a running container shows up."""
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text == "max" or not text.isdigit() or int(text) >= _NO_LIMIT:
+            return math.nan
+        return float(text)
+    return math.nan

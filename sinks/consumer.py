@@ -91,9 +91,11 @@ class SinkLoop:
         consumer_factory: Callable[..., Any] = KafkaConsumer,
         clock: Callable[[], float] = time.monotonic,
         on_beat: Callable[[], None] = lambda: None,
+        on_lag: Callable[[Mapping[str, int]], None] = lambda _lag: None,
     ) -> None:
         self.config = config
         self._beat = on_beat
+        self._on_lag = on_lag
         self.writer = writer
         self.tables = tables
         self.codec = codec
@@ -102,6 +104,7 @@ class SinkLoop:
         self._by_name = {t.name: t for t in tables}
         self._subjects = {t.topic: (t.spec.subject,) for t in tables}
         self._start: dict[TopicPartition, int] = {}
+        self._stored: dict[TopicPartition, int] = {}  # next offset per partition whose rows are in DuckDB
         self._assigned: set[KafkaTP] = set()
         self._missing_warned: set[str] = set()
         self._down_since: float | None = None  # since when the broker does not answer metadata requests
@@ -164,6 +167,7 @@ class SinkLoop:
 
     def _loop(self, consumer: Any, committed: dict[TopicPartition, int], stop: threading.Event) -> None:
         self._start = committed
+        self._stored = dict(committed)
         self._refresh(consumer)
         pending: tuple[PendingWrite, Batch] | None = None
         next_snapshot = time.monotonic()  # publish right away: readers get a snapshot as soon as possible
@@ -201,6 +205,7 @@ class SinkLoop:
         write.result()  # raises what the writer raised: nothing after this batch is committed
         self.batches += 1
         self.messages += batch.messages
+        self._stored.update({tp: nxt for tp, (_, nxt) in batch.offsets.items()})
         if self.config.lag_group is not None:
             offsets = {KafkaTP(t, p): OffsetAndMetadata(nxt, "", -1) for (t, p), (_, nxt) in batch.offsets.items()}
             consumer.commit_async(offsets, callback=_log_commit_failure)
@@ -253,6 +258,23 @@ class SinkLoop:
             if self._down_since is not None:
                 log.info("Kafka answers again after %.0fs", self._clock() - self._down_since)
             self._down_since = None
+            self._report_lag(consumer)
+
+    def _report_lag(self, consumer: Any) -> None:
+        """Messages per table between what DuckDB stores and the end of the topic (0 for a table without a topic
+        yet). Only a gauge: an error here waits for the next refresh."""
+        try:
+            ends = consumer.end_offsets(sorted(self._assigned)) if self._assigned else {}
+            fresh = [tp for tp in ends if (tp.topic, tp.partition) not in self._stored]
+            starts = consumer.beginning_offsets(fresh) if fresh else {}
+        except KafkaError as error:
+            log.debug("sink lag not measured this round: %r", error)
+            return
+        lag = dict.fromkeys((t.name for t in self.tables), 0)
+        for tp, end in ends.items():
+            stored = self._stored.get((tp.topic, tp.partition), starts.get(tp, 0))
+            lag[self._by_topic[tp.topic].name] += max(0, end - stored)
+        self._on_lag(lag)
 
     def _within_budget(self, error: KafkaError, since: float, what: str) -> None:
         """Log a broker error seen since ``since``; ``SinkInfraError`` once that is longer than the budget."""

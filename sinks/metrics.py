@@ -40,6 +40,7 @@ class SinkMetrics:
     snapshot_age: Gauge  # snapshot_age_seconds
     file_bytes: Gauge  # duckdb_file_bytes
     wal_bytes: Gauge  # duckdb_wal_bytes
+    lag: ChildCache[Gauge]  # sink_lag_messages{table}: messages on the topic not yet stored in DuckDB
 
     def watch_files(self, db_path: Path) -> None:
         """Export the live database's file and WAL sizes (0 when absent)."""
@@ -51,9 +52,14 @@ class SinkMetrics:
         self.snapshot_age.set_function(lambda: _nan_if_none(age_s()))
 
 
+#: The DuckDB operations the writer retries (the ``operation`` label of ``sink_infra_retries_total``).
+SINK_OPERATIONS = ("open", "write", "snapshot")
+
+
 def sink_metrics(registry: CollectorRegistry) -> SinkMetrics:
-    """Create the sink metrics on ``registry``."""
-    return SinkMetrics(
+    """Create the sink metrics on ``registry`` (the retry counters at 0 for every operation, so that a rate over
+    them has a series before the first retry)."""
+    metrics = SinkMetrics(
         rows=ChildCache(
             Counter("sink_rows", "Rows inserted or updated in DuckDB", ["table"], namespace=_NS, registry=registry)
         ),
@@ -117,7 +123,19 @@ def sink_metrics(registry: CollectorRegistry) -> SinkMetrics:
         wal_bytes=Gauge(
             "duckdb_wal_bytes", "Size of the live DuckDB write-ahead log", namespace=_NS, registry=registry
         ),
+        lag=ChildCache(
+            Gauge(
+                "sink_lag_messages",
+                "Messages on a table's topic not yet stored in DuckDB (end offsets minus stored offsets)",
+                ["table"],
+                namespace=_NS,
+                registry=registry,
+            )
+        ),
     )
+    for operation in SINK_OPERATIONS:
+        metrics.retries.get(operation)
+    return metrics
 
 
 class SinkMeter:

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -147,7 +148,12 @@ def sink(
         port or "off",
     )
     try:
-        loop = SinkLoop(config, writer, bound, AvroCodec(registry), on_beat=health.beat)
+
+        def on_lag(lag: Mapping[str, int]) -> None:
+            for table, behind in lag.items():
+                metrics.lag.get(table).set(behind)
+
+        loop = SinkLoop(config, writer, bound, AvroCodec(registry), on_beat=health.beat, on_lag=on_lag)
         health.check = loop.readiness
         loop.run(stop)
     except SinkInfraError as error:

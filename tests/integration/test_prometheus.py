@@ -1,8 +1,10 @@
-"""A real worker scraped by a real Prometheus server (Debian package, loopback, temp dir, 1 s scrapes).
+"""A real worker and the real sink scraped by a real Prometheus server (Debian package, loopback, temp dir,
+1 s scrapes).
 
-One module-scoped run: simulated traffic, one worker until drained, then Prometheus scrapes it with the
-project's alert rules loaded. The tests compare what Prometheus stores with the simulator's truth, and check
-the worker's own /metrics text for bounded cardinality (no customer or product ids, few series per family).
+One module-scoped run: simulated traffic, one worker until drained and the sink, then Prometheus scrapes both
+with the project's alert rules loaded. The tests compare what Prometheus stores with the simulator's truth,
+check that every metric the dashboard and the alert rules name has a series, and check the worker's own
+/metrics text for bounded cardinality (no customer or product ids, few series per family).
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.drain import wait_drained
 from tests.integration.pipeline_env import FAILURE_OUTCOMES, PipelineEnv, free_port
-from tests.integration.processes import wait_until
+from tests.integration.processes import Proc, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "omnistream.rules.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "omnistream.json"
 PROMETHEUS = "/usr/bin/prometheus"
 
 #: Every label name a worker may export, and how many values each may take at most on one worker.
@@ -72,8 +76,11 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     workdir = tmp_path_factory.mktemp("prom")
     env = PipelineEnv.create(kafka_bootstrap, workdir)
     truth = env.simulate("--customers", "150", "--days", "5", "--seed", "17", "--bad-share", "0.05")
-    metrics_port = free_port()
+    metrics_port, sink_port = free_port(), free_port()
     worker = env.start_worker(OMNISTREAM_METRICS_PORT=str(metrics_port))
+    db = workdir / "warehouse.duckdb"
+    sink = Proc(["sink", "--db", str(db), "--snapshot", str(workdir / "snap.duckdb"), "--metrics-port", str(sink_port)],
+                env.env(), workdir / "sink.log")  # fmt: skip
     prom: subprocess.Popen[bytes] | None = None
     try:
         wait_drained(env.settings(), quiet_s=3, timeout_s=240, alive=worker.alive)
@@ -85,6 +92,8 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             "scrape_configs:\n"
             "  - job_name: omnistream-worker\n"
             f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
+            "  - job_name: omnistream-sink\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{sink_port}']}}]\n"
         )
         log = (workdir / "prometheus.log").open("wb")
         prom = subprocess.Popen(
@@ -101,8 +110,8 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         if prom is not None:
             prom.terminate()
             prom.wait(timeout=30)
-        code = worker.terminate()
-        assert code == 0, worker.log_tail()
+        codes = (worker.terminate(), sink.terminate())
+        assert codes == (0, 0), (worker.log_tail(), sink.log_tail())
 
 
 def _ready(api: str) -> bool:
@@ -181,6 +190,35 @@ def test_alert_rules_load_and_quiet_pipeline_fires_nothing_critical(run: dict[st
     assert ("WorkerDown", "critical") not in firing
 
 
+def named_metrics() -> set[str]:
+    """Every metric (not recording rule) the alert rules and the dashboard's queries name."""
+    exprs = [r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    exprs += [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p.get("targets", [])]
+    return {m for e in exprs for m in re.findall(r"(?<![:\w])((?:omnistream|process|python)_[a-z0-9_]+)", e)}
+
+
+def test_every_metric_the_dashboard_and_the_alerts_name_has_a_series(run: dict[str, Any]) -> None:
+    """A panel or an alert over a metric that has no series is silently empty: each one must exist once both
+    processes were scraped (counters and histograms by any of their sample names)."""
+
+    def stored() -> set[str]:
+        url = f"{run['api']}/api/v1/label/__name__/values"
+        return set(json.loads(urllib.request.urlopen(url, timeout=5).read())["data"])
+
+    wanted = named_metrics()
+    assert {"omnistream_sink_lag_messages", "omnistream_ready", "omnistream_memory_limit_bytes"} <= wanted
+
+    def missing() -> set[str]:
+        have = stored()
+        suffixes = ("", "_total", "_bucket", "_count", "_sum", "_info")
+        return {m for m in wanted if not any(m + s in have or m.removesuffix(s) in have for s in suffixes)}
+
+    deadline = time.monotonic() + 30  # the first scrapes of both targets
+    while missing() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not missing()
+
+
 def test_metrics_cardinality_is_bounded(run: dict[str, Any]) -> None:
     text: str = run["metrics_text"]
     sample = [ln for ln in text.splitlines() if ln.startswith(SAMPLE_PREFIXES)]
@@ -211,7 +249,7 @@ def test_metrics_cardinality_is_bounded(run: dict[str, Any]) -> None:
 def _instance(run: dict[str, Any]) -> str:
     url = f"{run['api']}/api/v1/targets"
     targets = json.loads(urllib.request.urlopen(url, timeout=5).read())["data"]["activeTargets"]
-    return str(targets[0]["labels"]["instance"])
+    return str(next(t for t in targets if t["labels"]["job"] == "omnistream-worker")["labels"]["instance"])
 
 
 def test_prometheus_binary_is_installed() -> None:

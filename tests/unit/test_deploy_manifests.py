@@ -21,7 +21,7 @@ from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-METRIC_MODULES = ("pipeline.metrics", "sinks.metrics", "pipeline.metrics_journey")
+METRIC_MODULES = ("pipeline.metrics", "sinks.metrics", "pipeline.metrics_journey", "pipeline.health")
 #: Journey/signal metrics the dashboard shows; another module (issue 4) defines them. Until that module exists
 #: they are accepted by name; once it exists, its real names are used and these must match them.
 PENDING_JOURNEY_METRICS = {"omnistream_stage_transitions", "omnistream_signals", "omnistream_churn_risk_customers"}

@@ -36,8 +36,10 @@ def test_liveness_readiness_and_metrics_over_http() -> None:
     try:
         assert _get(served.port, "/healthz") == (200, "ok\n")
         assert _get(served.port, "/ready") == (503, "partitions not assigned yet\n")
+        assert registry.get_sample_value("omnistream_ready") == 0.0
         why[0] = ""
         assert _get(served.port, "/ready") == (200, "ok\n")
+        assert registry.get_sample_value("omnistream_ready") == 1.0
         clock.t += 31  # the loop stopped beating: neither alive nor ready
         assert _get(served.port, "/healthz") == (503, "no heartbeat for 31s\n")
         assert _get(served.port, "/ready")[0] == 503

@@ -14,7 +14,7 @@ from schemas.registry import FileSchemaRegistry
 from sinks import synthetic as syn
 from sinks.consumer import LoopConfig, SinkLoop
 from sinks.contract import Batch, SinkInfraError
-from sinks.tables import BoundTable, bind_tables
+from sinks.tables import DEFAULT_TABLES, BoundTable, bind_tables
 
 
 class Clock:
@@ -105,3 +105,35 @@ def test_a_record_the_sink_cannot_turn_into_a_row_is_a_reject_and_the_batch_goes
     add(3, good)
     assert [r.offset for r in batch.rejects] == [1, 3] and "OverflowError" in batch.rejects[-1].error
     assert len(batch.rows) == 2 and batch.messages == 4
+
+
+class OffsetsConsumer:
+    """kafka-python's consumer answering end and beginning offsets (the only calls the lag report makes)."""
+
+    def __init__(self, ends: dict[Any, int], starts: dict[Any, int]) -> None:
+        self.ends, self.starts = ends, starts
+
+    def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return {tp: self.ends[tp] for tp in tps}
+
+    def beginning_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return {tp: self.starts[tp] for tp in tps}
+
+
+def test_sink_lag_per_table_counts_from_the_offsets_stored_in_duckdb() -> None:
+    from kafka import TopicPartition
+
+    tables = bind_tables(DEFAULT_TABLES, str, FileSchemaRegistry())
+    by_topic = {t.topic: t.name for t in tables}
+    sessions, signals = (next(t for t in tables if t.name == name).topic for name in ("sessions", "signals"))
+    reported: list[dict[str, int]] = []
+    sink = SinkLoop(LoopConfig(bootstrap="127.0.0.1:1"), writer=None, tables=tables,  # type: ignore[arg-type]
+                    codec=AvroCodec(FileSchemaRegistry()), on_lag=lambda lag: reported.append(dict(lag)))  # fmt: skip
+    tps = [TopicPartition(sessions, 0), TopicPartition(sessions, 1), TopicPartition(signals, 0)]
+    sink._assigned = set(tps)
+    # sessions[0] stored up to 40 of 100; sessions[1] never stored, log starts at 10 (retention) and ends at 25;
+    # signals[0] stored to its end.
+    sink._stored = {(sessions, 0): 40, (signals, 0): 7}
+    sink._report_lag(OffsetsConsumer({tps[0]: 100, tps[1]: 25, tps[2]: 7}, {tps[1]: 10}))
+    assert reported[-1]["sessions"] == 60 + 15 and reported[-1]["signals"] == 0
+    assert reported[-1].keys() == set(by_topic.values())  # every table has a value, 0 when nothing is behind
