@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import typer
@@ -37,6 +38,26 @@ app.command()(sink)
 app.command()(sql)
 app.command()(report)
 app.add_typer(export_app, name="export")
+
+
+def reflow(text: str | None) -> str | None:
+    """A docstring as help text: paragraphs kept, the line breaks inside a paragraph joined (the help is laid
+    out for the terminal's width, not the source's)."""
+    if text is None:
+        return None
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _reflow_all(typer_app: typer.Typer) -> None:
+    for command in typer_app.registered_commands:
+        command.help = reflow(command.help or (command.callback.__doc__ if command.callback else None))
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_all(group.typer_instance)
+
+
+_reflow_all(app)
 
 
 #: EX_CONFIG: a setting is misspelled, unknown or unsafe.

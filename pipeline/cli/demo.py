@@ -39,9 +39,12 @@ def demo(
     keep_broker: Annotated[bool, typer.Option(help="Leave the local broker running afterwards")] = False,
     keep_topics: Annotated[bool, typer.Option(help="Leave the demo's topics on the broker afterwards")] = False,
 ) -> None:
-    """Start the local broker, a worker, simulate traffic, wait until every input is accounted for, print counts
-    per channel and per failure type, identity and sessions against truth, then run the warehouse sink and print
-    the marketing report (HTML beside it), and stop everything cleanly. Exit 1 if anything is missing."""
+    """Run the main job end to end on the local broker and check that every input is accounted for.
+
+    Starts the local broker and a worker, simulates traffic, waits until every input is accounted for, prints
+    counts per channel and per failure type, identity and sessions against truth, then runs the warehouse sink
+    and prints the marketing report (HTML beside it), and stops everything cleanly. Exit 1 if anything is
+    missing."""
     console = Console()
     run = time.strftime("%Y%m%d%H%M%S")
     settings = load_settings(topic_prefix="demo.", app_id=f"omnistream-demo-{run}")

@@ -54,7 +54,7 @@ def fit(
     variant: Annotated[str, typer.Option(help=f"One of {', '.join(VARIANTS)}")] = MBGNBD,
     output: Annotated[
         Path | None,
-        typer.Option(help="Parameter file (default: OMNISTREAM_MODEL_PARAMS_PATH or .omnistream/models/btyd.json)"),
+        typer.Option(help="Parameter file (default: the model params path setting, else models/btyd.json)"),
     ] = None,
     version: Annotated[str | None, typer.Option(help="Version label (default: variant + UTC time)")] = None,
 ) -> None:

@@ -18,7 +18,7 @@ def report(
         Path | None, typer.Option(help="Also write a self-contained HTML page with charts (works offline)")
     ] = None,
     snapshot: Annotated[
-        Path | None, typer.Option(help="Snapshot to read (default <state_dir>/warehouse.snapshot.duckdb)")
+        Path | None, typer.Option(help="Snapshot to read (default: warehouse.snapshot.duckdb in the state dir)")
     ] = None,
     width: Annotated[int, typer.Option(min=60, help="Terminal width to lay the tables out for")] = 100,
     quiet: Annotated[bool, typer.Option(help="With --html: do not print the terminal report")] = False,
@@ -26,7 +26,9 @@ def report(
         OutputFormat, typer.Option("--format", help="table (the terminal report), json, or csv (one line per value)")
     ] = OutputFormat.table,
 ) -> None:
-    """Funnel by channel, cross- vs single-channel conversion, top paths, journey stages, churn risk, CLV and RFM
+    """The marketing report from the warehouse snapshot: in the terminal, as HTML, or its numbers as JSON / CSV.
+
+    Funnel by channel, cross- vs single-channel conversion, top paths, journey stages, churn risk, CLV and RFM
     segments, market basket (support/confidence/lift), campaign engagement and uplift vs holdout, data quality."""
     from pipeline.cli.warehouse import open_snapshot_or_exit
     from pipeline.reports import export, terminal

@@ -25,11 +25,11 @@ SINK_METRICS_PORT_OFFSET = 90
 
 def sink(
     db: Annotated[
-        Path | None, typer.Option("--db", help="Live DuckDB file (default <state_dir>/warehouse.duckdb)")
+        Path | None, typer.Option("--db", help="Live DuckDB file (default: warehouse.duckdb in the state dir)")
     ] = None,
     snapshot: Annotated[
         Path | None,
-        typer.Option(help="Read-only snapshot for readers (default <state_dir>/warehouse.snapshot.duckdb)"),
+        typer.Option(help="Read-only snapshot for readers (default: in the state dir)"),
     ] = None,
     snapshot_every: Annotated[
         float | None, typer.Option(min=0.5, help="Seconds between snapshots; also the staleness bound (default 10)")
@@ -45,12 +45,12 @@ def sink(
     bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap servers (default from settings)")] = None,
     metrics_port: Annotated[
         int | None,
-        typer.Option(help=f"/metrics port (default OMNISTREAM_METRICS_PORT + {SINK_METRICS_PORT_OFFSET}; 0 = off)"),
+        typer.Option(help=f"/metrics port (default: the metrics port + {SINK_METRICS_PORT_OFFSET}; 0 = off)"),
     ] = None,
     retry_for: Annotated[
         float | None,
         typer.Option(
-            min=0.0, help="Seconds to retry Kafka or DuckDB before exiting 75 (default OMNISTREAM_RETRY_BUDGET_S)"
+            min=0.0, help="Seconds to retry Kafka or DuckDB before exiting 75 (default: the retry budget setting)"
         ),
     ] = None,
     lag_commits: Annotated[

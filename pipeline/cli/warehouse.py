@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 export_app = typer.Typer(help="Export the warehouse snapshot for other engines.", no_args_is_help=True)
 
 SnapshotOption = Annotated[
-    Path | None, typer.Option(help="Snapshot to read (default <state_dir>/warehouse.snapshot.duckdb)")
+    Path | None, typer.Option(help="Snapshot to read (default: warehouse.snapshot.duckdb in the state dir)")
 ]
 
 
