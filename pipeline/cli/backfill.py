@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pipeline.models.transactions import Layout, LayoutError
+
 
 def backfill(
     transactions: Annotated[
         Path,
         typer.Argument(
-            help="Purchase file: CSV (customer,date,amount[,items]) or whitespace columns, CDNOW layout included"
+            help="Purchase file: CSV (customer,date,amount[,items]) or whitespace columns, CDNOW layouts included"
         ),
     ],
     currency: Annotated[str, typer.Option(help="ISO 4217 currency of the amounts")] = "USD",
@@ -22,6 +24,7 @@ def backfill(
     topic_prefix: Annotated[str | None, typer.Option(help="Topic name prefix (default from settings)")] = None,
     rejects: Annotated[Path | None, typer.Option(help="Write unreadable lines here (line, reason, text)")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    layout: Annotated[Layout, typer.Option(help="Column layout (auto: told from the file; see docs)")] = Layout.auto,
 ) -> None:
     """Send every purchase of the file as a store pos_purchase event (Avro) keyed by customer.
 
@@ -39,7 +42,11 @@ def backfill(
 
     console = Console(stderr=True, soft_wrap=True)
     settings = load_settings(kafka_bootstrap=bootstrap or None, topic_prefix=topic_prefix)
-    rows = list(read_transactions(transactions))
+    try:
+        rows = list(read_transactions(transactions, layout))
+    except LayoutError as exc:
+        console.print(f"[bold red]error:[/] {transactions}: {exc} (--layout)", highlight=False)
+        raise typer.Exit(2) from exc
     txs = [r for r in rows if isinstance(r, Transaction)]
     bad = [r for r in rows if isinstance(r, BadLine)]
     if bad:

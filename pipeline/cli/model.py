@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from pipeline.models.bgnbd import MBGNBD, VARIANTS
-from pipeline.models.transactions import BadLine, Transaction, parse_day, read_transactions
+from pipeline.models.transactions import BadLine, Layout, LayoutError, Transaction, parse_day, read_transactions
 
 model_app = typer.Typer(help="Buy-'til-you-die models for P(alive), expected purchases and CLV.", no_args_is_help=True)
 
@@ -57,6 +57,9 @@ def fit(
         typer.Option(help="Parameter file (default: the model params path setting, else models/btyd.json)"),
     ] = None,
     version: Annotated[str | None, typer.Option(help="Version label (default: variant + UTC time)")] = None,
+    layout: Annotated[Layout, typer.Option(help="Column layout of --transactions (auto: told from the file)")] = (
+        Layout.auto
+    ),
 ) -> None:
     """Fit the models by maximum likelihood, write the versioned parameter file and print it as JSON."""
     from pipeline.models.fit import FitError, fit_model
@@ -70,7 +73,11 @@ def fit(
     if (transactions is None) == (duckdb_path is None):
         raise typer.BadParameter("give exactly one of --transactions and --duckdb")
     if transactions is not None:
-        rows = list(read_transactions(transactions))
+        try:
+            rows = list(read_transactions(transactions, layout))
+        except LayoutError as exc:
+            err.print(f"[red]{transactions}: {exc} (--layout)[/]", highlight=False)
+            raise typer.Exit(2) from exc
         bad = [r for r in rows if isinstance(r, BadLine)]
         for b in bad[:5]:
             err.print(f"[yellow]skipped line {b.line}:[/] {b.reason}", highlight=False)
