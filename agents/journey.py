@@ -1,23 +1,21 @@
-"""Journey agent: resolved-events -> sessions, stages, signals, profiles; one record per customer in a Faust
-table, written once per batch, tagged with the batch's end offset (agents/state_table.py).
+"""Journey agent: resolved-events -> sessions, stages, signals, profiles; one record per customer in the
+journey's state topic (compacted, ``<app id>-journey-changelog``), written once per batch and tagged with the
+batch's end offset (agents/state_table.py).
 
-The table uses Kafka's partitioner on the raw profile id, the same key bytes and partition count as
-resolved-events, so a customer's record lives on the partition (and worker) that processes its items. Each
-partition's runtime (pending items, watermarks, due times) is rebuilt when the partition's batches stop
-following on from the last one this process handled (first batch, reassignment, a seek back after a
-rebalance): from its persisted partition state, the due times in the record headers, and a re-read of the
-resolved-events messages that still held pending items. A state recovered as of an older offset than the one
-consumption resumes at (the group committed past it; the partition state record carries the offset it is at)
-first applies the messages in between again, so that nothing committed is skipped.
+Records are keyed by the raw profile id and published with Kafka's partitioner over as many partitions as
+resolved-events, so a customer's record lives on the partition (and worker) that processes its items. The
+records of the partitions this worker owns are held in memory. Each partition's runtime (records, pending
+items, watermarks, due times) is rebuilt when the partition's batches stop following on from the last one this
+process handled (first batch, reassignment, a seek back after a rebalance): the records are read from the state
+topic with a plain consumer as of the offset consumption resumes at (unless still held here), then the due
+times come from the record headers and the pending items from a re-read of the resolved-events messages that
+held them. A state older than the offset consumption resumes at (kept here while another worker went on with
+the partition) first applies the messages in between again, so that nothing committed is skipped.
 
-Order per batch: publish every output and wait for the broker's acks (stages before signals), then the records'
-changelog messages, then write the records to the table's store, then acknowledge the inputs (Faust commits
+Order per batch: publish every output and wait for the broker's acks (stages before signals), then the records
+(one acknowledged batch), then update the records in memory, then acknowledge the inputs (Faust commits
 acknowledged offsets later). The state goes last so that it is never ahead of the outputs: whatever a crash
 interrupts, the replay finds the state before the batch and emits everything again with the same ids.
-The changelog messages are published in one acknowledged batch rather than through Faust's
-``table[key] = value``: that queues one message at a time in Faust's producer buffer, whose one-by-one
-draining throttled the whole worker (a record per customer per batch). Recovery is Faust's all the same: the
-messages go to the table's changelog topic, on the key's partition (the table uses Kafka's partitioner).
 """
 
 from __future__ import annotations
@@ -26,22 +24,28 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from agents.batching import PARTITIONER
 from agents.cursor import faust_cursor
 from agents.publish import RetryPolicy, publish_all
-from agents.state_table import catch_up_from, pack, unpack
+from agents.state_table import catch_up_from, pack, recover, unpack
 from pipeline.domain.eventtime import NEVER
 from pipeline.metrics import IngestMetrics, JourneyMetrics
 from pipeline.metrics_journey import JourneySignalMetrics
 from pipeline.steps.bundles import bundle, partition_key
 from pipeline.steps.journey import JourneyOutput, JourneyPartition, JourneyStep, Tally
-from pipeline.topic_reader import read_range, start_offsets
+from pipeline.topic_reader import read_range, scan_partition, start_offsets
 from schemas.codec import AvroCodec
 
 KeyValue = tuple[bytes | None, bytes]
 log = logging.getLogger(__name__)
+
+
+def _body(store: Mapping[bytes, bytes], key: bytes) -> bytes | None:
+    """A customer's record body in ``store`` (None: no record yet)."""
+    return unpack(store.get(key))[2]
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -55,27 +59,31 @@ def state_key(partition: int, partitions: int) -> bytes:
 
 
 def register_journey(
-    app: Any, step: JourneyStep, table: Any, source: str, outputs: Mapping[str, Any], codec: AvroCodec,
+    app: Any, step: JourneyStep, state_topic: Any, source: str, outputs: Mapping[str, Any], codec: AvroCodec,
     partitions: int, bootstrap: str, client_config: Mapping[str, Any], metrics: IngestMetrics,
     journey_metrics: JourneyMetrics, retry: RetryPolicy, batch_size: int, within_s: float,
     signal_metrics: JourneySignalMetrics | None = None,
 ) -> Any:  # fmt: skip
-    """Register the journey agent on ``app``."""
+    """Register the journey agent on ``app``; ``state_topic`` is the (Faust) topic its records go to."""
     source_topic = app.topic(source, key_type=bytes, value_type=bytes, key_serializer="raw",
                              value_serializer="raw")  # fmt: skip
+    state_name = state_topic.get_topic_name()
     timer = metrics.batch_seconds.get("journey")
     expected_next: dict[int, int] = {}
-
-    def load(key: bytes) -> bytes | None:
-        return unpack(table.get(key))[2]
+    records: dict[int, dict[bytes, bytes]] = {}  # partition -> its records as written (state topic + this process)
 
     async def restore(partition: int, upto: int) -> list[tuple[int, bytes, bytes]]:
-        """Rebuild ``partition``'s runtime for a batch starting at ``upto``; returns the messages before ``upto``
-        that the recovered state has not applied yet (to process first)."""
+        """Rebuild ``partition``'s records and runtime for a batch starting at ``upto``; returns the messages
+        before ``upto`` that the recovered state has not applied yet (to process first)."""
         started = time.perf_counter()
-        skey = state_key(partition, partitions)
-        tag, _due, raw_state = unpack(table.get(skey))
         loop = asyncio.get_running_loop()
+        store = records.get(partition)
+        if store is None:  # not held here: read from the state topic, as of the offset consumption resumes at
+            store = records[partition] = await loop.run_in_executor(
+                None, lambda: recover(scan_partition(bootstrap, state_name, partition, client_config), upto)
+            )
+        skey = state_key(partition, partitions)
+        tag, _due, raw_state = unpack(store.get(skey))
         earliest = 0
         if tag < 0 < upto:  # no state record: behind unless the log starts where consumption resumes
             earliest = (await loop.run_in_executor(None, start_offsets, bootstrap, source, [partition],
@@ -83,29 +91,30 @@ def register_journey(
         behind: list[tuple[int, bytes, bytes]] = []
         start = catch_up_from(tag, upto, earliest)
         if start is not None:
-            # The group committed past the state recovered for this partition: the messages in between are
-            # applied again, not skipped. Their outputs were published before that commit and repeat with the
-            # same ids.
+            # The state is behind the offset consumption resumes at (kept here while another worker went on with
+            # the partition, or written before the last commit): the messages in between are applied again, not
+            # skipped. Their outputs were published before that commit and repeat with the same ids.
             found = await loop.run_in_executor(None, read_range, bootstrap, source, partition, start, upto,
                                                client_config)  # fmt: skip
             behind = [(offset, key or b"", value) for offset, key, value in found]
             journey_metrics.catch_up.inc(len(behind))
-            log.warning("%s[%d]: state recovered as of offset %d, resuming at %d: %d messages applied again",
+            log.warning("%s[%d]: state as of offset %d, resuming at %d: %d messages applied again",
                         source, partition, start, upto, len(behind))  # fmt: skip
             upto = start
-        due = [(k, unpack(v)[1]) for k, v in list(table.data.items())
-               if k != skey and partition_of(k, partitions) == partition]  # fmt: skip
+        due = [(k, unpack(v)[1]) for k, v in store.items() if k != skey]
         start = JourneyPartition.min_pending(raw_state)
         pending: list[tuple[int, bytes, bytes]] = []
         if start is not None and start < upto:
-            pending = await asyncio.get_running_loop().run_in_executor(
-                None, read_range, bootstrap, source, partition, start, upto, client_config
-            )
+            pending = await loop.run_in_executor(None, read_range, bootstrap, source, partition, start, upto,
+                                                 client_config)  # fmt: skip
         step.restore(partition, raw_state, due, pending)
         journey_metrics.restore_seconds.observe(time.perf_counter() - started)
         return behind
 
     cursor = faust_cursor(app, source, bootstrap, app.conf.id, client_config)
+
+    def owned() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
 
     async def journey(stream: Any) -> None:
         async for batch in stream.noack_take(batch_size, within=within_s):
@@ -113,6 +122,9 @@ def register_journey(
             admitted = await cursor.admit(batch)
             if admitted.reset:
                 expected_next.clear()
+                mine = owned()
+                for gone in [p for p in records if p not in mine]:  # another worker writes them now
+                    del records[gone]
             events = admitted.events
             if not events:
                 continue
@@ -121,28 +133,27 @@ def register_journey(
                 by_partition.setdefault(e.message.partition, []).append((e.message.offset, e.message.key or b"",
                                                                          e.message.value))  # fmt: skip
             outs: list[JourneyOutput] = []
-            changelog: list[KeyValue] = []
-            store = table.data
+            changelog: list[tuple[int, bytes, bytes]] = []
             for partition, messages in sorted(by_partition.items()):
                 if expected_next.get(partition) != messages[0][0] or partition not in step.partitions:
                     messages[:0] = await restore(partition, messages[0][0])
-                out = step.process(partition, messages, load)
+                out = step.process(partition, messages, partial(_body, records[partition]))
                 tag = expected_next[partition] = messages[-1][0] + 1
                 written = [(key, pack(tag, due, body)) for key, (body, due) in out.states.items()]
                 written.append((state_key(partition, partitions), pack(tag, None, out.partition_state)))
-                changelog.extend(written)
+                changelog.extend((partition, key, value) for key, value in written)
                 journey_metrics.watermark.get(str(partition)).set(out.watermark / 1000 if out.watermark > NEVER
                                                                   else 0)  # fmt: skip
                 outs.append(out)
             await _publish(outs, outputs, codec, partitions, retry, metrics)
             # The state last: a worker that dies before it leaves the state behind every output, and the replay
             # emits them again (same ids); the other way round, a replay would skip what was never published.
-            await publish_all([(table.changelog_topic, changelog)], retry, metrics.infra_retries)
-            for key, value in changelog:
-                store[key] = value
+            await publish_all([(state_topic, [(key, value) for _p, key, value in changelog])], retry,
+                              metrics.infra_retries)  # fmt: skip
+            for partition, key, value in changelog:
+                records[partition][key] = value
             await cursor.ack(stream, events, admitted.generation)
-            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source}
-            _gauges(step, owned, journey_metrics, signal_metrics)
+            _gauges(step, owned(), journey_metrics, signal_metrics)
             timer.observe(time.perf_counter() - started)
 
     return app.agent(source_topic, name="journey", concurrency=1)(journey)

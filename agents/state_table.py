@@ -1,4 +1,4 @@
-"""The journey table's records, and a Faust store that recovers them as of the committed input offsets.
+"""The journey's state records, and their recovery from the state topic as of the offset a worker resumes at.
 
 Every record is ``header | body``: a format byte, the *tag* (the resolved-events offset just after the batch
 that wrote it) and the customer's next due time (so a worker taking a partition over rebuilds its timer index
@@ -6,35 +6,31 @@ from headers, without decoding a million records).
 
 Why the tag: a worker publishes the outputs of a batch and then its state records; Faust commits the input
 offsets later. A crash in between leaves records of a batch whose offsets were not committed; that batch is
-consumed again, and applying it to state that already contains it would emit nothing. On recovery,
-:class:`RollbackStore` therefore skips every changelog record whose tag lies beyond the committed offset of its
-partition (the key keeps its previous value), so the state is exactly as of the committed offset and the
-replayed batch re-emits its outputs (the same records, since processing is deterministic). This is the
-recovery of quix-streams (changelog records carry the source offset) on Faust's changelog. It needs the
-changelog to keep a key's previous record until the batch after it is committed: the changelog topic is
-created with a minimum compaction lag (:data:`CHANGELOG_CONFIGS`).
+consumed again, and applying it to state that already contains it would emit nothing. :func:`recover`
+therefore skips every record whose tag lies beyond the offset the partition resumes at (the key keeps its
+previous value), so the state is exactly as of that offset and the replayed batch re-emits its outputs (the same
+records, since processing is deterministic); :func:`catch_up_from` covers the other direction. This is the
+recovery of quix-streams (changelog records carry the source offset). It needs the state topic to keep a key's
+previous record until the batch after it is committed: the topic is compacted with a minimum compaction lag
+(``pipeline.topics.JOURNEY_STATE_CONFIGS``).
 
-Guarantees: after recovery every record reflects only input offsets below the committed offset. Not
-guaranteed: records of keys that are deleted (the journey never deletes; it writes empty records).
+The state topic is read with a plain consumer by the journey itself when it takes a partition, not by Faust's
+table recovery: that runs on the worker's shared consumer and was seen waiting forever for changelog messages
+that consumer never delivered after a partition moved away and back (faust-streaming#74, #21; robinhood/faust
+#542), with every stream of the worker paused meanwhile.
+
+Guarantees: a recovered partition reflects exactly the input offsets below the one it resumes at. Not
+guaranteed: bounded recovery time (it reads the partition's whole compacted topic).
 """
 
 from __future__ import annotations
 
-import logging
 import struct
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
-
-from faust.stores import STORES
-from faust.stores.memory import Store as MemoryStore
-
-log = logging.getLogger(__name__)
+from collections.abc import Iterable
 
 FORMAT = 2
 _HEADER = struct.Struct(">Bqq")
 NO_DUE = -(2**63)
-#: Changelog topic settings the rollback relies on: never compact a record away within an hour of writing it.
-CHANGELOG_CONFIGS = {"min.compaction.lag.ms": str(3_600_000)}
 
 
 def pack(tag: int, due: int | None, body: bytes) -> bytes:
@@ -60,54 +56,16 @@ def catch_up_from(tag: int, upto: int, earliest: int) -> int | None:
     return start if start < upto else None
 
 
-class RollbackStore(MemoryStore):  # type: ignore[type-arg]
-    """Faust's in-memory store, recovering only records tagged at or below the committed offset.
-
-    Keys of a partition that moves away or arrives are dropped first: Faust's memory store forgets only keys it
-    recovered, not the ones this process wrote, and a partition that comes back must be rebuilt from the
-    changelog (another worker may have written it meanwhile, and this process's own uncommitted writes must
-    not survive)."""
-
-    #: Set by the app: the committed resolved-events offset per partition (awaited before each recovery).
-    committed_offsets: Callable[[], Awaitable[dict[int, int]]] | None = None
-    #: Set by the app: the partition of a key (Kafka's default partitioner over the table's partitions), and the
-    #: topic the table is co-partitioned with (its partitions move together with the changelog's).
-    partition_of: Callable[[bytes], int] | None = None
-    source_topic: str = ""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.committed: dict[int, int] = {}
-        self.skipped = 0
-
-    async def on_rebalance(
-        self, assigned: Any, revoked: Any, newly_assigned: Any, generation_id: int = 0
-    ) -> None:  # fmt: skip
-        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
-        ours = {self.source_topic, self.table.changelog_topic.get_topic_name()}
-        moved = {tp.partition for tp in (*revoked, *newly_assigned) if tp.topic in ours}
-        if moved and self.partition_of is not None:
-            for key in [k for k in self.data if self.partition_of(k) in moved]:
-                del self.data[key]
-                self._key_partition.pop(key, None)
-        if self.committed_offsets is not None:
-            self.committed = await self.committed_offsets()
-
-    def apply_changelog_batch(
-        self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
-    ) -> None:
-        kept = []
-        for event in batch:
-            raw = event.message.value
-            limit = self.committed.get(event.message.partition, 0)
-            if raw and unpack(raw)[0] > limit:
-                self.skipped += 1  # written by a batch whose input was not committed: it will be replayed
-                continue
-            kept.append(event)
-        super().apply_changelog_batch(kept, to_key, to_value)
-
-
-def register_store() -> str:
-    """Make ``rollback://`` name :class:`RollbackStore` in Faust's store registry; returns the URL."""
-    STORES.aliases.setdefault("rollback", f"{__name__}:RollbackStore")
-    return "rollback://"
+def recover(records: Iterable[tuple[int, bytes | None, bytes | None]], upto: int) -> dict[bytes, bytes]:
+    """The records of one partition as of input offset ``upto``, from its changelog in log order: per key the last
+    record whose tag is at most ``upto`` (a later one was written by a batch that is consumed again); a tombstone
+    removes the key."""
+    out: dict[bytes, bytes] = {}
+    for _offset, key, value in records:
+        if key is None:
+            continue
+        if not value:
+            out.pop(key, None)
+        elif unpack(value)[0] <= upto:
+            out[key] = value
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,15 +12,13 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from agents.align import Alignment
-from agents.batching import PARTITIONER
-from agents.commit_marks import CommitMarks, fetch_marks
+from agents.commit_marks import CommitMarks
 from agents.commit_marks import install as install_commit_marks
 from agents.cursor import install as install_gapless
 from agents.identity import register_identity_writer
 from agents.ingest import ChannelState, Committed, IdleSources, Ingest, IngestOutputs
 from agents.journey import register_journey
 from agents.publish import RetryPolicy
-from agents.state_table import CHANGELOG_CONFIGS, register_store
 from pipeline.clock import Clock, SystemClock
 from pipeline.domain.dedup import DedupWindow
 from pipeline.domain.guard import InvalidRatioGuard
@@ -41,7 +38,7 @@ from pipeline.steps.identity import IdentityRouter, IdentityWriter
 from pipeline.steps.ingest import IngestStep
 from pipeline.steps.journey import WRITER, JourneyStep, input_source
 from pipeline.steps.journey_signals import JourneySignals, SignalsConfig
-from pipeline.topics import topic_specs
+from pipeline.topics import journey_state_spec, topic_specs
 from schemas.codec import AvroCodec
 from schemas.from_settings import registry_from
 
@@ -229,33 +226,15 @@ def register_identity_and_journey(
         app, writer, codec, settings.kafka_bootstrap, t("identity-links"), outputs, partitions, metrics.infra_retries,
         retry, tuning.batch_size, tuning.batch_within_s, client,
     )  # fmt: skip
-    raw: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    # Faust derives table serializers from key/value *types* (json unless bytes or a Record) when the table is
-    # built, and the changelog topic and recovery decode with them: the types must say bytes from the start.
-    # Raw bytes keep the changelog key identical to the resolved-events key, so both land on the same partition.
-    table: Any = app.Table(
-        "journey", default=None, key_type=bytes, value_type=bytes, schema=raw, partitions=partitions,
-        use_partitioner=True, store=register_store(), extra_topic_configs=CHANGELOG_CONFIGS,
-    )  # fmt: skip
     resolved = t("resolved-events")
-
-    async def committed_offsets() -> dict[int, int]:
-        found = await asyncio.get_running_loop().run_in_executor(
-            None, fetch_marks, settings.kafka_bootstrap, settings.app_id, [(resolved, p) for p in range(partitions)],
-            client,
-        )  # fmt: skip
-        return {p: offset for (_topic_name, p), (offset, _mark) in found.items()}
-
-    table.data.committed_offsets = committed_offsets
-    table.data.partition_of = lambda key: PARTITIONER.partition("", key, partitions)
-    table.data.source_topic = resolved
+    state_topic = _topic(app, journey_state_spec(settings).name)  # created by the worker at start
     jm = journey_metrics(registry)
     sm = journey_signal_metrics(registry)
     signals = JourneySignals(signals_config(settings), codec, sm, clock)
     step = JourneyStep(codec, session_policy(settings), jm, quarantine.seal, resolved, [*sources, WRITER], signals,
                        clock)  # fmt: skip
     register_journey(
-        app, step, table, resolved, outputs, codec, partitions, settings.kafka_bootstrap, client, metrics, jm,
+        app, step, state_topic, resolved, outputs, codec, partitions, settings.kafka_bootstrap, client, metrics, jm,
         retry, tuning.batch_size, tuning.batch_within_s, sm,
     )  # fmt: skip
 

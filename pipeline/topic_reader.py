@@ -77,6 +77,31 @@ def topic_end_total(bootstrap: str, topic: str, client_config: Mapping[str, Any]
         consumer.close()
 
 
+def scan_partition(
+    bootstrap: str, topic: str, partition: int, client_config: Mapping[str, Any] | None = None,
+    timeout_s: float = 30.0,
+) -> Iterator[tuple[int, bytes | None, bytes | None]]:  # fmt: skip
+    """(offset, key, value) of every message of one partition, from its first offset to the end offset seen at
+    the start (a worker taking over the partition of a state topic). Raises ``TimeoutError`` when the end is not
+    reached within ``timeout_s`` of silence."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
+                             max_partition_fetch_bytes=4 * 1024 * 1024, **(client_config or {}))  # fmt: skip
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        while consumer.position(tp) < end:
+            batch = consumer.poll(timeout_ms=int(timeout_s * 1000))
+            if not batch:
+                raise TimeoutError(f"reading {topic}[{partition}] to {end}: no data for {timeout_s}s")
+            for rec in batch.get(tp, []):
+                if rec.offset < end:
+                    yield rec.offset, rec.key, rec.value
+    finally:
+        consumer.close()
+
+
 def read_range(
     bootstrap: str, topic: str, partition: int, start: int, end: int,
     client_config: Mapping[str, Any] | None = None, timeout_s: float = 30.0,

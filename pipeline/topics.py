@@ -28,6 +28,9 @@ KEYED_TOPICS = (
 )
 FOREVER = {"retention.ms": "-1"}
 COMPACTED = {"cleanup.policy": "compact"}
+#: The journey's state topic: compacted, and no record compacted away within an hour of being written (recovery
+#: needs a key's previous record until the batch after it is committed; agents/state_table.py).
+JOURNEY_STATE_CONFIGS = {**COMPACTED, "min.compaction.lag.ms": str(3_600_000)}
 
 
 @dataclass(frozen=True)
@@ -87,3 +90,20 @@ def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
         return {t: len(parts) for t in topics if (parts := consumer.partitions_for_topic(t))}
     finally:
         consumer.close()
+
+
+def journey_state_spec(settings: Settings) -> TopicSpec:
+    """The journey's state topic: one per deployment (named after the app id), partitioned like resolved-events."""
+    return TopicSpec(f"{settings.app_id}-journey-changelog", settings.partitions, JOURNEY_STATE_CONFIGS)
+
+
+def ensure_journey_state_topic(settings: Settings) -> str:
+    """Create the journey's state topic if missing (a worker does at start); its name. ``RuntimeError`` when it
+    exists with another partition count than resolved-events: records would be looked up on the wrong partition."""
+    spec = journey_state_spec(settings)
+    counts = ensure_topics(settings.kafka_bootstrap, [spec.name], spec.partitions, settings.replication_factor,
+                           configs=spec.configs, client_config=settings_client_config(settings))  # fmt: skip
+    if counts.get(spec.name, spec.partitions) != spec.partitions:
+        raise RuntimeError(f"topic {spec.name} has {counts[spec.name]} partitions; resolved-events has "
+                           f"{spec.partitions}: they must match")  # fmt: skip
+    return spec.name

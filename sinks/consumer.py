@@ -208,7 +208,10 @@ class SinkLoop:
         self._stored.update({tp: nxt for tp, (_, nxt) in batch.offsets.items()})
         if self.config.lag_group is not None:
             offsets = {KafkaTP(t, p): OffsetAndMetadata(nxt, "", -1) for (t, p), (_, nxt) in batch.offsets.items()}
-            consumer.commit_async(offsets, callback=_log_commit_failure)
+            try:
+                consumer.commit_async(offsets, callback=_log_commit_failure)
+            except KafkaError as error:  # lag monitoring only: DuckDB holds the offsets that count
+                log.debug("lag-monitoring offset commit not sent: %r", error)
 
     def _collect(self, consumer: Any, stop: threading.Event) -> Batch:
         batch = Batch()
@@ -221,9 +224,14 @@ class SinkLoop:
             if not self._assigned:  # the broker did not answer the first metadata request yet
                 stop.wait(min(remaining, _POLL_SLICE_S))
                 continue
-            polled = consumer.poll(
-                timeout_ms=int(min(remaining, _POLL_SLICE_S) * 1000), max_records=size - batch.messages
-            )
+            try:
+                polled = consumer.poll(
+                    timeout_ms=int(min(remaining, _POLL_SLICE_S) * 1000), max_records=size - batch.messages
+                )
+            except KafkaError as error:  # the broker went away (its group coordinator first): an outage
+                self._outage(error, "Kafka poll failed")
+                stop.wait(min(remaining, _POLL_SLICE_S))
+                continue
             for tp, records in polled.items():
                 table = self._by_topic[tp.topic]
                 for record in records:
@@ -246,14 +254,18 @@ class SinkLoop:
                 batch.rows.append(SinkRow(table.name, topic, partition, offset, row))
         batch.add_offset(topic, partition, offset)
 
+    def _outage(self, error: KafkaError, what: str) -> None:
+        """A broker error: the outage starts now unless it already did; ``SinkInfraError`` past the budget."""
+        if self._down_since is None:
+            self._down_since = self._clock()
+        self._within_budget(error, self._down_since, what)
+
     def _refresh(self, consumer: Any) -> None:
         """:meth:`_assign`, with broker errors retried (by the caller's next round) for ``retry_budget_s``."""
         try:
             self._assign(consumer)
         except KafkaError as error:
-            if self._down_since is None:
-                self._down_since = self._clock()
-            self._within_budget(error, self._down_since, "Kafka metadata refresh failed")
+            self._outage(error, "Kafka metadata refresh failed")
         else:
             if self._down_since is not None:
                 log.info("Kafka answers again after %.0fs", self._clock() - self._down_since)

@@ -65,13 +65,20 @@ def worker(
         f"({security.describe()}), metrics :{port or 'off'}, web :{settings.web_port + settings.worker_id}",
         err=True,
     )
-    from pipeline.topics import partition_counts
+    from pipeline.kafka_local import LocalKafkaError
+    from pipeline.topics import ensure_journey_state_topic, partition_counts
 
     inputs = list(settings.input_topics.values())
     counts = partition_counts(settings, inputs)
     missing = [t for t in inputs if t not in counts]
     if missing:
         _die(f"input topics missing: {', '.join(missing)} (create them: omnistream kafka up)", EXIT_UNAVAILABLE)
+    try:
+        ensure_journey_state_topic(settings)
+    except LocalKafkaError as exc:
+        _die(f"journey state topic: {exc}", EXIT_UNAVAILABLE)
+    except RuntimeError as exc:
+        _die(str(exc), EXIT_CONFIG)
     registry = CollectorRegistry()
     process_metrics(registry, "worker")
     health = Health()

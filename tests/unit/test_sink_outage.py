@@ -137,3 +137,30 @@ def test_sink_lag_per_table_counts_from_the_offsets_stored_in_duckdb() -> None:
     sink._report_lag(OffsetsConsumer({tps[0]: 100, tps[1]: 25, tps[2]: 7}, {tps[1]: 10}))
     assert reported[-1]["sessions"] == 60 + 15 and reported[-1]["signals"] == 0
     assert reported[-1].keys() == set(by_topic.values())  # every table has a value, 0 when nothing is behind
+
+
+class PollDownConsumer:
+    """kafka-python's consumer whose poll raises while the broker (and so its group coordinator) is away."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.polls = 0
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, Any]:
+        self.polls += 1
+        if not self.up:
+            raise KafkaConnectionError("111 ECONNREFUSED")
+        return {}
+
+
+def test_a_poll_that_fails_during_a_broker_restart_is_an_outage_within_the_budget_not_a_crash() -> None:
+    clock, consumer = Clock(), PollDownConsumer()
+    config = LoopConfig(bootstrap="127.0.0.1:1", retry_budget_s=300.0, batch_max_ms=300)
+    sink = SinkLoop(config, writer=None, tables=[], codec=AvroCodec(FileSchemaRegistry()), clock=clock)  # type: ignore[arg-type]
+    sink._assigned = {("sessions", 0)}  # type: ignore[assignment]
+    stop = threading.Event()
+    batch = sink._collect(consumer, stop)  # broker down: an empty batch, no exception
+    assert batch.messages == 0 and consumer.polls >= 1 and sink.readiness() == "Kafka does not answer"
+    clock.now = 301.0
+    with pytest.raises(SinkInfraError, match="Kafka unavailable for 301s"):
+        sink._collect(consumer, stop)
