@@ -89,18 +89,17 @@ def register_journey(
             earliest = (await loop.run_in_executor(None, start_offsets, bootstrap, source, [partition],
                                                    client_config))[partition]  # fmt: skip
         behind: list[tuple[int, bytes, bytes]] = []
-        start = catch_up_from(tag, upto, earliest)
-        if start is not None:
+        again_from = catch_up_from(tag, upto, earliest)
+        if again_from is not None:
             # The state is behind the offset consumption resumes at (kept here while another worker went on with
             # the partition, or written before the last commit): the messages in between are applied again, not
             # skipped. Their outputs were published before that commit and repeat with the same ids.
-            found = await loop.run_in_executor(None, read_range, bootstrap, source, partition, start, upto,
-                                               client_config)  # fmt: skip
-            behind = [(offset, key or b"", value) for offset, key, value in found]
+            behind = await loop.run_in_executor(None, read_range, bootstrap, source, partition, again_from, upto,
+                                                client_config)  # fmt: skip
             journey_metrics.catch_up.inc(len(behind))
             log.warning("%s[%d]: state as of offset %d, resuming at %d: %d messages applied again",
-                        source, partition, start, upto, len(behind))  # fmt: skip
-            upto = start
+                        source, partition, again_from, upto, len(behind))  # fmt: skip
+            upto = again_from
         due = [(k, unpack(v)[1]) for k, v in store.items() if k != skey]
         start = JourneyPartition.min_pending(raw_state)
         pending: list[tuple[int, bytes, bytes]] = []
@@ -133,25 +132,24 @@ def register_journey(
                 by_partition.setdefault(e.message.partition, []).append((e.message.offset, e.message.key or b"",
                                                                          e.message.value))  # fmt: skip
             outs: list[JourneyOutput] = []
-            changelog: list[tuple[int, bytes, bytes]] = []
+            writes: dict[int, list[tuple[bytes, bytes]]] = {}  # partition -> its records written by this batch
             for partition, messages in sorted(by_partition.items()):
                 if expected_next.get(partition) != messages[0][0] or partition not in step.partitions:
                     messages[:0] = await restore(partition, messages[0][0])
                 out = step.process(partition, messages, partial(_body, records[partition]))
                 tag = expected_next[partition] = messages[-1][0] + 1
-                written = [(key, pack(tag, due, body)) for key, (body, due) in out.states.items()]
+                written = writes[partition] = [(key, pack(tag, due, body)) for key, (body, due) in out.states.items()]
                 written.append((state_key(partition, partitions), pack(tag, None, out.partition_state)))
-                changelog.extend((partition, key, value) for key, value in written)
                 journey_metrics.watermark.get(str(partition)).set(out.watermark / 1000 if out.watermark > NEVER
                                                                   else 0)  # fmt: skip
                 outs.append(out)
             await _publish(outs, outputs, codec, partitions, retry, metrics)
             # The state last: a worker that dies before it leaves the state behind every output, and the replay
             # emits them again (same ids); the other way round, a replay would skip what was never published.
-            await publish_all([(state_topic, [(key, value) for _p, key, value in changelog])], retry,
+            await publish_all([(state_topic, [kv for written in writes.values() for kv in written])], retry,
                               metrics.infra_retries)  # fmt: skip
-            for partition, key, value in changelog:
-                records[partition][key] = value
+            for partition, written in writes.items():
+                records[partition].update(written)
             await cursor.ack(stream, events, admitted.generation)
             _gauges(step, owned(), journey_metrics, signal_metrics)
             timer.observe(time.perf_counter() - started)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -84,22 +84,7 @@ def scan_partition(
     """(offset, key, value) of every message of one partition, from its first offset to the end offset seen at
     the start (a worker taking over the partition of a state topic). Raises ``TimeoutError`` when the end is not
     reached within ``timeout_s`` of silence."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
-                             max_partition_fetch_bytes=4 * 1024 * 1024, **(client_config or {}))  # fmt: skip
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        end = consumer.end_offsets([tp])[tp]
-        while consumer.position(tp) < end:
-            batch = consumer.poll(timeout_ms=int(timeout_s * 1000))
-            if not batch:
-                raise TimeoutError(f"reading {topic}[{partition}] to {end}: no data for {timeout_s}s")
-            for rec in batch.get(tp, []):
-                if rec.offset < end:
-                    yield rec.offset, rec.key, rec.value
-    finally:
-        consumer.close()
+    return _partition_records(bootstrap, topic, partition, None, None, client_config, timeout_s)
 
 
 def read_range(
@@ -108,28 +93,35 @@ def read_range(
 ) -> list[tuple[int, bytes, bytes]]:  # fmt: skip
     """(offset, key, value) of the messages of one partition in ``[start, end)`` (a worker re-reading what its
     state says is still pending). Raises ``TimeoutError`` when the range cannot be read within ``timeout_s``."""
-    out: list[tuple[int, bytes, bytes]] = []
     if start >= end:
-        return out
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
-        enable_auto_commit=False,
-        group_id=None,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        **(client_config or {}),
-    )
+        return []
+    records = _partition_records(bootstrap, topic, partition, start, end, client_config, timeout_s)
+    # A null value stays None (an input's poison pill that ingest reports as such), as it was read.
+    return [(offset, key or b"", cast(bytes, value)) for offset, key, value in records]
+
+
+def _partition_records(
+    bootstrap: str, topic: str, partition: int, start: int | None, end: int | None,
+    client_config: Mapping[str, Any] | None, timeout_s: float,
+) -> Iterator[tuple[int, bytes | None, bytes | None]]:  # fmt: skip
+    """The records of one partition in ``[start, end)``; None: the log's first offset / its end offset now."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
+                             max_partition_fetch_bytes=4 * 1024 * 1024, **(client_config or {}))  # fmt: skip
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
-        consumer.seek(tp, start)
-        while consumer.position(tp) < end:
+        if start is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
+        stop = consumer.end_offsets([tp])[tp] if end is None else end
+        while consumer.position(tp) < stop:
             batch = consumer.poll(timeout_ms=int(timeout_s * 1000))
             if not batch:
-                raise TimeoutError(f"reading {topic}[{partition}] {start}..{end}: no data for {timeout_s}s")
+                raise TimeoutError(f"reading {topic}[{partition}] to {stop}: no data for {timeout_s}s")
             for rec in batch.get(tp, []):
-                if start <= rec.offset < end:
-                    out.append((rec.offset, rec.key or b"", rec.value))
-        return out
+                if rec.offset < stop and (start is None or rec.offset >= start):
+                    yield rec.offset, rec.key, rec.value
     finally:
         consumer.close()
 

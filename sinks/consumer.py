@@ -103,7 +103,6 @@ class SinkLoop:
         self._by_topic = {t.topic: t for t in tables}
         self._by_name = {t.name: t for t in tables}
         self._subjects = {t.topic: (t.spec.subject,) for t in tables}
-        self._start: dict[TopicPartition, int] = {}
         self._stored: dict[TopicPartition, int] = {}  # next offset per partition whose rows are in DuckDB
         self._assigned: set[KafkaTP] = set()
         self._missing_warned: set[str] = set()
@@ -166,7 +165,6 @@ class SinkLoop:
                     return None
 
     def _loop(self, consumer: Any, committed: dict[TopicPartition, int], stop: threading.Event) -> None:
-        self._start = committed
         self._stored = dict(committed)
         self._refresh(consumer)
         pending: tuple[PendingWrite, Batch] | None = None
@@ -311,7 +309,7 @@ class SinkLoop:
         # assign() keeps the position of partitions that stay assigned; only new ones need a seek.
         consumer.assign(sorted(wanted))
         for tp in sorted(wanted - self._assigned):
-            position = self._start.get((tp.topic, tp.partition))
+            position = self._stored.get((tp.topic, tp.partition))
             if position is None:
                 consumer.seek_to_beginning(tp)
             else:

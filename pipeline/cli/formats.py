@@ -24,10 +24,8 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-def console_for(width: int | None = None) -> Console:
-    """A console for tables: ``width`` if given; on a TTY its width; otherwise wide enough not to cut values."""
-    if width is not None:
-        return Console(width=width)
+def console_for() -> Console:
+    """A console for tables: on a TTY its width; otherwise wide enough not to cut values."""
     probe = Console()
     return probe if probe.is_terminal else Console(width=PIPE_WIDTH)
 
