@@ -23,7 +23,7 @@ from typing import Any
 
 from kafka.partitioner.default import murmur2
 
-KeyValue = tuple[bytes | None, bytes]
+KeyValue = tuple[bytes | None, bytes | None]  # a None value is a tombstone
 _CACHE_LIMIT = 200_000  # keys per partition count; cleared when full (a cache, not state)
 
 

@@ -35,12 +35,14 @@ from pipeline.domain.eventtime import NEVER
 from pipeline.domain.guard import UpstreamBrokenError
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import IngestMetrics
+from pipeline.privacy.linklog import link_keys
 from pipeline.steps.bundles import Mark, bundle
 from pipeline.steps.held import Held, HeldBatches
 from pipeline.steps.identity import IdentityRouter
 from pipeline.steps.ingest import IngestStep, RawMessage
 from pipeline.steps.journey import input_source
 from pipeline.topic_reader import read_range
+from pipeline.topic_replica import CompactedReplica
 from schemas.codec import AvroCodec
 from schemas.errors import RegistryUnavailableError
 
@@ -137,10 +139,11 @@ class Ingest:
 
     def __init__(
         self, router: IdentityRouter, replica: AssignmentReplica, codec: AvroCodec, outputs: IngestOutputs,
-        committed: Committed, metrics: IngestMetrics, retry: RetryPolicy,
+        committed: Committed, metrics: IngestMetrics, retry: RetryPolicy, suppression: CompactedReplica | None = None,
     ) -> None:  # fmt: skip
         self._router = router
         self._replica = replica
+        self._suppression = suppression
         self._codec = codec
         self._outputs = outputs
         self._committed = committed
@@ -163,6 +166,8 @@ class Ingest:
         async def ingest(stream: Any) -> None:
             channel.stream = stream
             await wait_for_replica(self._replica)
+            if self._suppression is not None:  # an erased person's events must not pass before the list is read
+                await wait_for_replica(self._suppression)
             async for events in stream.noack_take(batch_size, within=batch_within_s):
                 started = time.perf_counter()
                 admitted = await cursor.admit(events)
@@ -202,7 +207,7 @@ class Ingest:
         sends = (
             (self._outputs.canonical, out.canonical),
             (self._outputs.failed, out.failed),
-            (self._outputs.links, bundle(self._codec, routed.links, lambda _key: 0, 1, marks)),
+            (self._outputs.links, link_keys(bundle(self._codec, routed.links, lambda _key: 0, 1, marks))),
         )
         await publish_all(sends, self._retry, self._metrics.infra_retries)
         now = time.monotonic()
@@ -305,7 +310,7 @@ class IdleSources:
         mark = [Mark(input_source(tp.topic, tp.partition), channel.step.marks.get(tp.partition, NEVER), idle=True)]
         sends = []
         if links:
-            sends.append((self._outputs.links, bundle(self._codec, (), lambda _key: 0, 1, mark)))
+            sends.append((self._outputs.links, link_keys(bundle(self._codec, (), lambda _key: 0, 1, mark))))
         if resolved:
             sends.append((self._outputs.resolved, bundle(self._codec, (), lambda _key: 0, self._outputs.partitions,
                                                          mark)))  # fmt: skip

@@ -133,6 +133,7 @@ def register_journey(
                                                                          e.message.value))  # fmt: skip
             outs: list[JourneyOutput] = []
             writes: dict[int, list[tuple[bytes, bytes]]] = {}  # partition -> its records written by this batch
+            erased: dict[int, list[bytes]] = {}  # partition -> customers whose records this batch deletes
             for partition, messages in sorted(by_partition.items()):
                 if expected_next.get(partition) != messages[0][0] or partition not in step.partitions:
                     messages[:0] = await restore(partition, messages[0][0])
@@ -140,16 +141,20 @@ def register_journey(
                 tag = expected_next[partition] = messages[-1][0] + 1
                 written = writes[partition] = [(key, pack(tag, due, body)) for key, (body, due) in out.states.items()]
                 written.append((state_key(partition, partitions), pack(tag, None, out.partition_state)))
+                erased[partition] = out.erased
                 journey_metrics.watermark.get(str(partition)).set(out.watermark / 1000 if out.watermark > NEVER
                                                                   else 0)  # fmt: skip
                 outs.append(out)
             await _publish(outs, outputs, codec, partitions, retry, metrics)
             # The state last: a worker that dies before it leaves the state behind every output, and the replay
             # emits them again (same ids); the other way round, a replay would skip what was never published.
-            await publish_all([(state_topic, [kv for written in writes.values() for kv in written])], retry,
-                              metrics.infra_retries)  # fmt: skip
+            tombstones: list[tuple[bytes | None, bytes | None]] = [(k, None) for keys in erased.values() for k in keys]
+            await publish_all([(state_topic, [*(kv for written in writes.values() for kv in written), *tombstones])],
+                              retry, metrics.infra_retries)  # fmt: skip
             for partition, written in writes.items():
                 records[partition].update(written)
+                for key in erased.get(partition, ()):
+                    records[partition].pop(key, None)
             await cursor.ack(stream, events, admitted.generation)
             _gauges(step, owned(), journey_metrics, signal_metrics)
             timer.observe(time.perf_counter() - started)

@@ -64,7 +64,7 @@ class RetryPolicy:
 
 async def publish(
     topic: Any,
-    items: Sequence[tuple[bytes | None, bytes]],
+    items: Sequence[tuple[bytes | None, bytes | None]],
     policy: RetryPolicy,
     retries: ChildCache[Counter],
 ) -> None:
@@ -79,7 +79,7 @@ async def publish(
     attempt = 0
     name = topic.get_topic_name()
     while pending:
-        failed: list[tuple[bytes | None, bytes]] = []
+        failed: list[tuple[bytes | None, bytes | None]] = []
         last_error: BaseException | None = None
         try:
             chunks = await send_chunks(aiokafka_producer(topic), name, pending, PARTITIONER)
@@ -115,7 +115,7 @@ async def publish(
 
 
 async def publish_all(
-    outputs: Sequence[tuple[Any, Sequence[tuple[bytes | None, bytes]]]],
+    outputs: Sequence[tuple[Any, Sequence[tuple[bytes | None, bytes | None]]]],
     policy: RetryPolicy,
     retries: ChildCache[Counter],
 ) -> None:

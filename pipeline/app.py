@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from pipeline.health import Health
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import IdentityMetrics, IngestMetrics, identity_metrics, ingest_metrics, journey_metrics
 from pipeline.metrics_journey import journey_signal_metrics
+from pipeline.privacy.suppression import SuppressionReplica
+from pipeline.privacy.tokens import Tokens
 from pipeline.security import faust_credentials, kafka_security, settings_client_config
 from pipeline.settings import Settings
 from pipeline.steps.identity import IdentityRouter, IdentityWriter
@@ -143,6 +146,8 @@ def create_app(
     quarantine = Quarantine(secret)
     dedup = DedupWindow(settings.dedup_capacity)
     replica = AssignmentReplica(settings.kafka_bootstrap, t("identity-assignments"), client)
+    tokens = Tokens(secret)
+    suppression = SuppressionReplica(settings.kafka_bootstrap, t("privacy-suppressions"), client)
     idm = identity_metrics(registry)
     router = IdentityRouter(replica, idm)
     outputs = IngestOutputs(
@@ -154,12 +159,12 @@ def create_app(
     )
     retry = RetryPolicy(budget_s=settings.retry_budget_s)
     lateness = int(settings.allowed_lateness_s * 1000)
-    ingest = Ingest(router, replica, codec, outputs, committed, metrics, retry)
+    ingest = Ingest(router, replica, codec, outputs, committed, metrics, retry, suppression)
     channels = []
     for channel, topic_name in settings.input_topics.items():  # one agent per channel
         guard = InvalidRatioGuard(settings.invalid_window, settings.invalid_ratio_limit, settings.invalid_min_events)
         step = IngestStep(channel, topic_name, codec, policy, pseudonymiser, quarantine, dedup, guard, metrics, clock,
-                          lateness)  # fmt: skip
+                          lateness, partial(tokens.any_node, erased=suppression.nodes))  # fmt: skip
         state = ChannelState(step)
         channels.append(state)
         ingest.register(app, state, tuning.batch_size, tuning.batch_within_s)
@@ -184,7 +189,8 @@ def create_app(
             beating.beat(worker_readiness(app, replica))
 
         app.timer(interval=1.0, name="heartbeat")(heartbeat)
-    register_identity_and_journey(app, settings, codec, quarantine, registry, clock, tuning, metrics, idm, sources)
+    register_identity_and_journey(app, settings, codec, quarantine, registry, clock, tuning, metrics, idm, sources,
+                                  tokens, suppression)  # fmt: skip
     consumed = [*settings.input_topics.values(), t("identity-links")]
     install_sensor(app, registry, [*consumed, t("resolved-events")])
     return app
@@ -203,6 +209,7 @@ def session_policy(settings: Settings) -> SessionPolicy:
 def register_identity_and_journey(
     app: faust.App, settings: Settings, codec: AvroCodec, quarantine: Quarantine, registry: CollectorRegistry,
     clock: Clock, tuning: WorkerTuning, metrics: IngestMetrics, idm: IdentityMetrics, sources: list[str],
+    tokens: Tokens, suppression: SuppressionReplica,
 ) -> None:  # fmt: skip
     """The single link writer and the journey stage (routing runs in the ingest agents)."""
     t = settings.topic
@@ -221,7 +228,7 @@ def register_identity_and_journey(
     partitions = settings.partitions
     limit = settings.identity_max_customers_per_identifier
     policy = IdentityPolicy({kind: limit for kind in KINDS if kind != "customer_id"})
-    writer = IdentityWriter(codec, policy, idm, sources, quarantine.seal, clock)
+    writer = IdentityWriter(codec, policy, idm, sources, quarantine.seal, clock, tokens)
     register_identity_writer(
         app, writer, codec, settings.kafka_bootstrap, t("identity-links"), outputs, partitions, metrics.infra_retries,
         retry, tuning.batch_size, tuning.batch_within_s, client,
@@ -231,8 +238,12 @@ def register_identity_and_journey(
     jm = journey_metrics(registry)
     sm = journey_signal_metrics(registry)
     signals = JourneySignals(signals_config(settings), codec, sm, clock)
+
+    def erased(profile: str) -> bool:
+        return bool(suppression.profiles) and tokens.profile(profile) in suppression.profiles
+
     step = JourneyStep(codec, session_policy(settings), jm, quarantine.seal, resolved, [*sources, WRITER], signals,
-                       clock)  # fmt: skip
+                       clock, erased)  # fmt: skip
     register_journey(
         app, step, state_topic, resolved, outputs, codec, partitions, settings.kafka_bootstrap, client, metrics, jm,
         retry, tuning.batch_size, tuning.batch_within_s, sm,

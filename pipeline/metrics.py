@@ -51,6 +51,7 @@ class IngestMetrics:
     events_out: ChildCache[Counter]
     failed: ChildCache[Counter]
     duplicates: ChildCache[Counter]
+    suppressed: ChildCache[Counter]
     event_lag: ChildCache[Histogram]
     batch_seconds: ChildCache[Histogram]
     infra_retries: ChildCache[Counter]
@@ -88,6 +89,15 @@ def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
             Counter(
                 "duplicates_dropped",
                 "Inputs dropped as duplicate event ids",
+                ["channel"],
+                namespace=ns,
+                registry=registry,
+            )
+        ),
+        suppressed=ChildCache(
+            Counter(
+                "events_suppressed",
+                "Valid inputs dropped because they carry an erased person's identifier (no content kept)",
                 ["channel"],
                 namespace=ns,
                 registry=registry,
@@ -161,6 +171,7 @@ class IdentityMetrics:
     merges: Counter
     shared: Counter
     processing_errors: Counter
+    suppressed: Counter
 
 
 def identity_metrics(registry: CollectorRegistry) -> IdentityMetrics:
@@ -192,6 +203,12 @@ def identity_metrics(registry: CollectorRegistry) -> IdentityMetrics:
             namespace=ns,
             registry=registry,
         ),
+        suppressed=Counter(
+            "identity_links_suppressed",
+            "Link events ignored because they carry an erased person's identifier",
+            namespace=ns,
+            registry=registry,
+        ),
     )
 
 
@@ -212,6 +229,8 @@ class JourneyMetrics:
     restore_seconds: Histogram
     processing_errors: Counter
     catch_up: Counter
+    erased: Counter
+    suppressed: Counter
 
 
 def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
@@ -286,6 +305,15 @@ def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
         catch_up=Counter(
             "journey_catch_up_messages",
             "resolved-events messages applied again on restore: committed past the state recovered for them",
+            namespace=ns,
+            registry=registry,
+        ),
+        erased=Counter(
+            "journey_customers_erased", "Customer records deleted by erasure requests", namespace=ns, registry=registry
+        ),
+        suppressed=Counter(
+            "journey_events_suppressed",
+            "Events of an erased profile that reached the journey and were dropped",
             namespace=ns,
             registry=registry,
         ),

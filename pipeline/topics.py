@@ -1,9 +1,12 @@
 """The pipeline's topics and how each must be created.
 
-Most topics are keyed by customer and use ``settings.partitions``. Two are special:
+Most topics are keyed by customer and use ``settings.partitions``. Some are special:
 ``identity-links`` has ONE partition because identity merges must be decided by a single writer in one total
-order (see docs/identity.md), and ``identity-assignments`` is compacted because every worker reads it from the
-beginning into its local identifier -> profile table.
+order (see docs/identity.md), and is compacted with a key per message, so that erasure can replace a message by
+a copy without the erased person (pipeline/privacy/linklog.py); ``identity-assignments`` is compacted because
+every worker reads it from the beginning into its local identifier -> profile table; ``failed-events`` is
+compacted *and* time-limited, keyed by the input position, so erasure can delete the failed events of a person;
+``privacy-suppressions`` (compacted) and ``privacy-audit`` (kept forever) belong to erasure (docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ KEYED_TOPICS = (
 )
 FOREVER = {"retention.ms": "-1"}
 COMPACTED = {"cleanup.policy": "compact"}
+#: Replaced link bundles and failed events are compacted away within about a day (a segment rolls, then the
+#: cleaner runs), not only when a segment happens to fill up.
+ERASABLE = {"segment.ms": str(86_400_000), "min.cleanable.dirty.ratio": "0.01"}
 #: The journey's state topic: compacted, and no record compacted away within an hour of being written (recovery
 #: needs a key's previous record until the batch after it is committed; agents/state_table.py).
 JOURNEY_STATE_CONFIGS = {**COMPACTED, "min.compaction.lag.ms": str(3_600_000)}
@@ -47,10 +53,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     # The channel topics are the only place raw e-mails and phones live: they are kept no longer than needed
     # to replay (docs/privacy.md); everything derived from them is pseudonymised.
     raw = {"retention.ms": str(int(settings.input_retention_s * 1000))}
-    specs = [TopicSpec(settings.topic(name), settings.partitions, raw if name in CHANNELS else {})
+    failed = {"cleanup.policy": "compact,delete", **ERASABLE}
+    specs = [TopicSpec(settings.topic(name), settings.partitions,
+                       raw if name in CHANNELS else failed if name == "failed-events" else {})
              for name in KEYED_TOPICS]  # fmt: skip
-    specs.append(TopicSpec(settings.topic("identity-links"), 1, FOREVER))
+    specs.append(TopicSpec(settings.topic("identity-links"), 1, {**FOREVER, **COMPACTED, **ERASABLE}))
     specs.append(TopicSpec(settings.topic("identity-assignments"), 1, COMPACTED))
+    specs.append(TopicSpec(settings.topic("privacy-suppressions"), 1, {**FOREVER, **COMPACTED}))
+    specs.append(TopicSpec(settings.topic("privacy-audit"), 1, FOREVER))
     return specs
 
 

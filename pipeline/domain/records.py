@@ -123,6 +123,12 @@ class SourceRef:
     schema_id: int
 
 
+def failed_key(source_topic: str, partition: int, offset: int) -> bytes:
+    """The Kafka key of a failed event: its input position. Unique per input message, so the compacted
+    ``failed-events`` topic keeps one record per input and erasure can delete it with a tombstone."""
+    return f"{source_topic}/{partition}/{offset}".encode()
+
+
 def failed_event_record(
     rejection: Rejection,
     source_topic: str,

@@ -15,18 +15,12 @@ at an earlier position absorbed; the journey forwards it to the survivor (docs/i
 from __future__ import annotations
 
 import json
-import logging
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
 from pipeline.domain.eventtime import NEVER, Pos
 from pipeline.domain.identity import History, resolve_at
-
-log = logging.getLogger(__name__)
+from pipeline.topic_replica import CompactedReplica
 
 ASSIGNED = b"="
 SHARED = b"!"
@@ -48,21 +42,15 @@ def decode_assignment(value: bytes) -> list[tuple[Pos, str | None]]:
     return [(Pos(*e[:4]), e[4]) for e in json.loads(value)]
 
 
-class AssignmentReplica:
+class AssignmentReplica(CompactedReplica):
     """Local identifier -> history map fed by the assignments topic; ``assignments``/``shared`` are the latest."""
 
     def __init__(self, bootstrap: str, topic: str, client_config: Mapping[str, Any] | None = None) -> None:
-        self._client_config = dict(client_config or {})
+        super().__init__(bootstrap, topic, client_config, name="identity-replica")
         self.history: dict[str, list[tuple[Pos, str | None]]] = {}
         self.assignments: dict[str, str] = {}
         self.shared: set[str] = set()
         self.watermark = NEVER
-        self._bootstrap = bootstrap
-        self._topic = topic
-        self._stop = threading.Event()
-        self._caught_up = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="identity-replica", daemon=True)
-        self.error: BaseException | None = None
 
     def lookup(self, node: str) -> str | None:
         return self.assignments.get(node)
@@ -84,6 +72,7 @@ class AssignmentReplica:
         if not value:
             self.history.pop(node, None)
             self.assignments.pop(node, None)
+            self.shared.discard(node)
             return
         history = decode_assignment(value)
         self.history[node] = history
@@ -93,55 +82,3 @@ class AssignmentReplica:
             self.shared.add(node)
         else:
             self.assignments[node] = latest
-
-    @property
-    def started(self) -> bool:
-        return self._thread.is_alive()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    @property
-    def caught_up(self) -> bool:
-        """Whether the replica has read the assignments topic to the end it had when it started."""
-        return self._caught_up.is_set()
-
-    def wait_caught_up(self, timeout_s: float) -> bool:
-        return self._caught_up.wait(timeout_s)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._consume()
-            except Exception as exc:  # the broker may be down: keep the map we have and try again
-                self.error = exc
-                log.warning("identity replica: %r; reconnecting in 2s", exc)
-                time.sleep(2)
-
-    def _consume(self) -> None:
-        consumer = KafkaConsumer(
-            bootstrap_servers=self._bootstrap.split(","), group_id=None, enable_auto_commit=False, **self._client_config
-        )
-        try:
-            parts = consumer.partitions_for_topic(self._topic) or set()
-            if not parts:
-                raise LookupError(f"topic {self._topic} does not exist")
-            tps = [TopicPartition(self._topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            positions = {tp: 0 for tp in tps}
-            for tp in tps:
-                consumer.seek(tp, 0)
-            end = consumer.end_offsets(tps)
-            while not self._stop.is_set():
-                if not self._caught_up.is_set() and all(positions[tp] >= end[tp] for tp in tps):
-                    self._caught_up.set()
-                for tp, records in consumer.poll(timeout_ms=200).items():
-                    for rec in records:
-                        self.apply(rec.key, rec.value)
-                    positions[tp] = consumer.position(tp)
-        finally:
-            consumer.close()

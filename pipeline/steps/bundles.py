@@ -84,16 +84,16 @@ def bundle(
         part = by_partition.get(partition)
         if not part:
             if marks:
-                out.append((partition_key(partition, partitions), _encode(codec, (), marks)))
+                out.append((partition_key(partition, partitions), encode_bundle(codec, (), marks)))
             continue
         start, size = 0, 0
         for i, entry in enumerate(part):
             n = len(entry.key) + len(entry.value) + len(entry.event_id) + _ENTRY_OVERHEAD
             if i > start and size + n > max_bytes:
-                out.append((part[start].key, _encode(codec, part[start:i], ())))
+                out.append((part[start].key, encode_bundle(codec, part[start:i], ())))
                 start, size = i, 0
             size += n
-        out.append((part[start].key, _encode(codec, part[start:], marks)))
+        out.append((part[start].key, encode_bundle(codec, part[start:], marks)))
     return out
 
 
@@ -109,7 +109,7 @@ def read(codec: AvroCodec, key: bytes, value: bytes) -> tuple[list[Entry], list[
     return entries, marks
 
 
-def _encode(codec: AvroCodec, entries: Sequence[Entry], marks: Sequence[Mark]) -> bytes:
+def encode_bundle(codec: AvroCodec, entries: Sequence[Entry], marks: Sequence[Mark]) -> bytes:
     record: dict[str, Any] = {
         "entries": [
             {

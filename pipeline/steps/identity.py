@@ -26,14 +26,16 @@ from pipeline import __version__
 from pipeline.clock import Clock, SystemClock
 from pipeline.domain.eventtime import NEVER, RANK_CONTROL, Pos, Sources
 from pipeline.domain.identity import IdentityPolicy, IdentityState, apply_link, resolve
-from pipeline.domain.identity_rules import link_candidates
-from pipeline.domain.records import FailureType, Rejection, failed_event_record
+from pipeline.domain.identity_rules import link_candidates, nodes_of
+from pipeline.domain.records import FailureType, Rejection, failed_event_record, failed_key
 from pipeline.identity.replica import HISTORY_LIMIT, WATERMARK_KEY, AssignmentReplica, encode_assignment
 from pipeline.metrics import IdentityMetrics
+from pipeline.privacy.linklog import for_replay
+from pipeline.privacy.tokens import Tokens
 from pipeline.steps.bundles import Entry, Mark, read
 from schemas.codec import AvroCodec
 
-KeyValue = tuple[bytes | None, bytes]
+KeyValue = tuple[bytes | None, bytes | None]
 log = logging.getLogger(__name__)
 LINKS_KEY = b"links"
 WRITER = "writer"
@@ -99,9 +101,10 @@ class IdentityWriter:
 
     def __init__(
         self, codec: AvroCodec, policy: IdentityPolicy, metrics: IdentityMetrics, expected_sources: Iterable[str],
-        seal: Callable[[bytes], str], clock: Clock | None = None,
+        seal: Callable[[bytes], str], clock: Clock | None = None, tokens: Tokens | None = None,
     ) -> None:  # fmt: skip
         self._codec = codec
+        self._tokens = tokens
         self._seal = seal
         self._clock = clock or SystemClock()
         self._policy = policy
@@ -117,17 +120,34 @@ class IdentityWriter:
         self.history: dict[str, list[tuple[Pos, str | None]]] = {}
         self.next_offset = 0
         self.published = NEVER
+        self.erased: set[str] = set()  # tokens of erased identifiers: their link events are ignored
 
-    def rebuild(self, messages: Iterable[tuple[int, bytes, bytes]], upto_offset: int) -> int:
-        """Replace the state by replaying the log's messages below ``upto_offset`` silently; returns links applied."""
+    def rebuild(self, messages: Iterable[tuple[int, bytes | None, bytes | None]], upto_offset: int) -> int:
+        """Replace the state by replaying the log's messages below ``upto_offset`` silently (each once, replaced
+        copies in their original's place, without erased identifiers: ``linklog.for_replay``); returns links
+        applied."""
         self.reset()
+        kept, self.erased = for_replay(m for m in messages if m[0] < upto_offset)
         applied = self.state.seq
-        for offset, key, value in messages:
-            if offset < upto_offset:
-                self.process_batch([(offset, key, value)])
+        for offset, key, value in kept:
+            self.process_batch([(offset, key, value)])
         self.next_offset = upto_offset
         self.published = NEVER  # announce the watermark again
         return self.state.seq - applied
+
+    def erase(self, messages: Iterable[tuple[int, bytes | None, bytes | None]], upto_offset: int) -> WriterOutput:
+        """Rebuild after an erasure marker (``upto_offset`` is just past it) and publish what changed: every
+        identifier whose history differs, and a tombstone for each one the graph no longer has."""
+        before = {node: list(history) for node, history in self.history.items()}
+        self.rebuild(messages, upto_offset)
+        out = WriterOutput()
+        for node in sorted(before.keys() | self.history.keys()):
+            now = self.history.get(node)
+            if now is None:
+                out.assignments.append((node.encode(), None))
+            elif now != before.get(node):
+                out.assignments.append((node.encode(), encode_assignment(now)))
+        return out
 
     def process_batch(self, messages: Sequence[tuple[int, bytes, bytes]]) -> WriterOutput:
         """Take (offset, key, value) messages of identity-links, apply what the watermark passed, collect outputs."""
@@ -175,7 +195,7 @@ class IdentityWriter:
                               event_id=pos.event_id)  # fmt: skip
         failed = failed_event_record(rejection, *at, LINKS_KEY, value, f"identity/{__version__}", self._clock.now_ms(),
                                      seal=self._seal)  # fmt: skip
-        out.failed.append((LINKS_KEY, self._codec.encode("failed-event", failed)))
+        out.failed.append((failed_key(*at), self._codec.encode("failed-event", failed)))
         self._metrics.processing_errors.inc()
 
     def _pos(self, e: Entry) -> Pos:
@@ -186,6 +206,9 @@ class IdentityWriter:
 
     def _apply(self, pos: Pos, value: bytes, changed: dict[str, None], out: WriterOutput) -> None:
         record = self._codec.decode(value).record
+        if self.erased and self._tokens is not None and self._tokens.any_node(nodes_of(record), self.erased):
+            self._metrics.suppressed.inc()  # an erased person's link event: it takes no effect anywhere
+            return
         link = link_candidates(record)
         survivor: str | None = None
         if link is not None:

@@ -1,7 +1,8 @@
 """Ingest step: raw channel messages -> canonical CustomerEvents or typed failed events.
 
 Guarantees, per batch: every input message yields exactly one outcome — a canonical event, a failed event,
-or a counted duplicate drop — in input order. Data errors never raise; they become failed events that keep the
+a counted duplicate drop, or a counted ``suppressed`` drop (a valid event carrying an identifier of an erased
+person, docs/privacy.md) — in input order. Data errors never raise; they become failed events that keep the
 original bytes. Infrastructure errors (the schema registry unreachable) and a tripped invalid-share guard do
 raise: the caller must then stop without acknowledging the batch.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipeline import __version__
@@ -28,6 +29,7 @@ from pipeline.clock import Clock
 from pipeline.domain.dedup import DedupWindow
 from pipeline.domain.eventtime import NEVER, RANK_EVENT, Pos, place
 from pipeline.domain.guard import InvalidRatioGuard, UpstreamBrokenError
+from pipeline.domain.identity_rules import nodes_of
 from pipeline.domain.ingest import IngestPolicy, canonicalise, size_check
 from pipeline.domain.pii import Pseudonymiser
 from pipeline.domain.quarantine import Quarantine
@@ -37,6 +39,7 @@ from pipeline.domain.records import (
     Rejection,
     SourceRef,
     failed_event_record,
+    failed_key,
 )
 from pipeline.metrics import IngestMetrics
 from schemas.codec import AvroCodec
@@ -79,6 +82,7 @@ class IngestOutput:
     positions: list[Pos] = field(default_factory=list)
     failed: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     duplicates: int = 0
+    suppressed: int = 0
     #: per input partition of the batch: (offset to resume from after it, progress mark there)
     ends: dict[int, tuple[int, int]] = field(default_factory=dict)
 
@@ -108,8 +112,10 @@ class IngestStep:
         metrics: IngestMetrics,
         clock: Clock,
         allowed_lateness_ms: int,
+        erased: Callable[[list[str]], bool] | None = None,
     ) -> None:
         self.channel = channel
+        self._erased = erased
         self.source_topic = source_topic
         self._codec = codec
         self._policy = policy
@@ -123,10 +129,10 @@ class IngestStep:
         self._lateness = allowed_lateness_ms
         self.marks: dict[int, int] = {}  # input partition -> progress mark
         self._expected = frozenset({channel})
-        self._failed_key = source_topic.encode()
         self._processor = f"ingest/{__version__}"
         self._in = metrics.events_in.get(channel)
         self._dup = metrics.duplicates.get(channel)
+        self._suppressed = metrics.suppressed.get(channel)
         self._lag = metrics.event_lag.get(channel)
         self._ratio = metrics.invalid_ratio.get(channel)
 
@@ -185,6 +191,11 @@ class IngestStep:
         self.marks[msg.partition] = max(mark, placed)
         order = placed
         self._guard.record(True)
+        if self._erased is not None and self._erased(nodes_of(outcome)):
+            # An erased person's event: counted, nothing of it kept (docs/privacy.md). It still moved the mark.
+            self._suppressed.inc()
+            out.suppressed += 1
+            return
         if self._dedup.seen(outcome["event_id"]):
             self._dup.inc()
             out.duplicates += 1
@@ -199,7 +210,8 @@ class IngestStep:
         self._guard.record(False)
         self._metrics.failed.get(self.channel, str(rejection.failure_type)).inc()
         # Never the input key: producers key by raw identifiers (e-mail), which must not leave ingest.
-        out.failed.append((self._failed_key, self._encode_failure(rejection, msg, now_ms)))
+        out.failed.append((failed_key(self.source_topic, msg.partition, msg.offset),
+                           self._encode_failure(rejection, msg, now_ms)))  # fmt: skip
 
     def _one(self, msg: RawMessage, now_ms: int) -> CustomerEventRecord | Rejection:
         value = msg.value

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from pipeline import __version__
 from pipeline.clock import Clock, SystemClock
 from pipeline.domain.eventtime import NEVER, RANK_CONTROL, RANK_EVENT, Pos, Sources
-from pipeline.domain.records import CustomerEventRecord, FailureType, Rejection, failed_event_record
+from pipeline.domain.records import CustomerEventRecord, FailureType, Rejection, failed_event_record, failed_key
 from pipeline.domain.sessions_summary import SessionPolicy, SessionVersion
 from pipeline.metrics import JourneyMetrics
 from pipeline.steps.bundles import Entry, read
@@ -62,6 +62,7 @@ class JourneyOutput:
     journey: SignalsOutput = field(default_factory=SignalsOutput)
     entries: list[Entry] = field(default_factory=list)  # transfers and forwards, keyed by the customer addressed
     watermark: int = NEVER
+    erased: list[bytes] = field(default_factory=list)  # customers whose records are deleted (tombstones)
 
     def _lists(self) -> tuple[list[Any], ...]:
         j = self.journey
@@ -112,6 +113,7 @@ class JourneyPartition:
     resumed: dict[int, dict[str, int]] = field(default_factory=dict)
     # Totals over the partition's customer records, kept by difference and persisted with them (gauges).
     tally: Tally = field(default_factory=lambda: Tally(0, 0, 0, 0))
+    erasing: list[bytes] = field(default_factory=list)  # erased by controls of the batch being taken in
 
     def encode(self) -> bytes:
         held = [o for o, n in self.held.items() if n > 0]
@@ -146,8 +148,10 @@ class JourneyStep:
         expected_sources: Iterable[str],
         signals: JourneySignals | None = None,
         clock: Clock | None = None,
+        erased: Callable[[str], bool] | None = None,
     ) -> None:
         self._codec = codec
+        self._erased = erased
         self._clock = clock or SystemClock()
         self._metrics = metrics
         self._seal = seal
@@ -199,6 +203,11 @@ class JourneyStep:
             for entry in entries:
                 self._take(part, entry, offset)
         out = JourneyOutput()
+        for key in part.erasing:
+            raw = load(key)
+            part.tally = part.tally.moved(Tally.of(CustomerState.decode(raw), len(raw or b"")), Tally(0, 0, 0, 0))
+            out.erased.append(key)
+        part.erasing.clear()
         base = out.watermark = part.sources.watermark()
         keys: set[bytes] = set()
         while part.heads and part.heads[0][0] < base:
@@ -207,7 +216,7 @@ class JourneyStep:
             due, key = heapq.heappop(part.timers)
             if part.due.get(key) == due:
                 keys.add(key)
-        for key in sorted(keys):
+        for key in sorted(keys.difference(out.erased)):
             before = out.mark()
             try:
                 self._customer(part, key, load, base, out)
@@ -224,6 +233,9 @@ class JourneyStep:
             control = dict(self._codec.decode(entry.value).record)
             if control["kind"] == "merge":  # v1 name
                 control["kind"] = "absorbed"
+            if control["kind"] == "erase":
+                self._erase(part, entry.key)
+                return
             pos = control_pos(control)
             if control["kind"] == "transfer":
                 part.transfers.setdefault(entry.key, {})[(control["old_id"], pos)] = (control["state_json"], offset)
@@ -231,6 +243,9 @@ class JourneyStep:
                 heapq.heappush(part.heads, (pos.order_time, entry.key))
                 return
             item = Item(pos, entry.value, offset, control)
+        elif self._erased is not None and self._erased(entry.key.decode()):
+            self._metrics.suppressed.inc()  # an erased person's event still in flight: nothing of it is kept
+            return
         elif entry.order_time:
             pos = Pos(entry.order_time, entry.event_time, RANK_EVENT, entry.event_id)
             item = Item(pos, entry.value, offset, resumed=self._straggler(part, offset, entry.value, pos))
@@ -247,6 +262,18 @@ class JourneyStep:
         part.held[offset] += 1
         if items[0] is item:
             heapq.heappush(part.heads, (item.pos.order_time, entry.key))
+
+    def _erase(self, part: JourneyPartition, key: bytes) -> None:
+        """An ``erase`` control (``omnistream privacy erase``): the customer's items, transfers and timer go now,
+        and its record is deleted by this batch (it takes effect on arrival, not in event time: it is an order,
+        not an event of the customer)."""
+        for it in part.pending.pop(key, []):
+            part.held[it.offset] -= 1
+        for _state, offset in part.transfers.pop(key, {}).values():
+            part.held[offset] -= 1
+        part.due.pop(key, None)
+        part.erasing.append(key)
+        self._metrics.erased.inc()
 
     def _straggler(self, part: JourneyPartition, offset: int, value: bytes, pos: Pos) -> bool:
         """Whether an event may be applied behind its customer's clock: it came from a source that had been
@@ -336,7 +363,7 @@ class JourneyStep:
     ) -> None:
         record = failed_event_record(rejection, *at, key, value, f"journey/{__version__}", self._clock.now_ms(),
                                      seal=self._seal)  # fmt: skip
-        out.failed.append((self._failed_key, self._codec.encode("failed-event", record)))
+        out.failed.append((failed_key(*at), self._codec.encode("failed-event", record)))
 
     def _broken(self, part: JourneyPartition, key: bytes, base: int, exc: Exception, out: JourneyOutput) -> None:
         """The customer's items due at ``base`` become ``processing_error`` failed events (controls are logged);
