@@ -54,10 +54,11 @@ class PreparedBatch:
     tables: dict[str, PreparedTable] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
     offsets: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    erasures: list[Any] = field(default_factory=list)
 
     @property
     def messages(self) -> int:
-        return sum(len(t) for t in self.tables.values()) + len(self.rejects)
+        return sum(len(t) for t in self.tables.values()) + len(self.rejects) + len(self.erasures)
 
 
 def prepare(batch: Batch, tables: Mapping[str, BoundTable]) -> PreparedBatch:
@@ -72,7 +73,7 @@ def prepare(batch: Batch, tables: Mapping[str, BoundTable]) -> PreparedBatch:
         name: PreparedTable(tables[name], tables[name].arrow([r.values for r in rows]), coordinates(rows))
         for name, rows in grouped.items()
     }
-    return PreparedBatch(prepared, batch.rejects, batch.offsets)
+    return PreparedBatch(prepared, batch.rejects, batch.offsets, batch.erasures)
 
 
 def coordinates(rows: Sequence[SinkRow]) -> Any:

@@ -42,10 +42,12 @@ from kafka import TopicPartition as KafkaTP
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from pipeline.privacy.suppression import Suppression
 from schemas.codec import AvroCodec
 from schemas.errors import RegistryUnavailableError
 from sinks.columnar import prepare
 from sinks.contract import Batch, PendingWrite, Reject, SinkInfraError, SinkRow, SinkWriter, TopicPartition
+from sinks.erasure import ErasureMessage
 from sinks.tables import BoundTable
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ class LoopConfig:
     progress_s: float = 30.0
     #: Broker errors (metadata refresh) are retried this long before the loop gives up with ``SinkInfraError``.
     retry_budget_s: float = 300.0
+    #: The suppression list's topic (``privacy-suppressions``): read like a table's, applied by ``sinks.erasure``.
+    erasure_topic: str | None = None
     #: Security settings for the Kafka client (``pipeline.security.settings_client_config``); never logged.
     client_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -231,10 +235,25 @@ class SinkLoop:
                 stop.wait(min(remaining, _POLL_SLICE_S))
                 continue
             for tp, records in polled.items():
+                if tp.topic == self.config.erasure_topic:
+                    for record in records:
+                        self._add_erasure(batch, record)
+                    continue
                 table = self._by_topic[tp.topic]
                 for record in records:
                     self._add(batch, table, record)
         return batch
+
+    def _add_erasure(self, batch: Batch, record: Any) -> None:
+        topic, partition, offset = record.topic, record.partition, record.offset
+        try:
+            if record.key is None or record.value is None:
+                raise ValueError("a suppression record needs a key and a value")
+            batch.erasures.append(ErasureMessage.of(Suppression.decode(record.key, record.value), topic, partition,
+                                                    offset))  # fmt: skip
+        except (ValueError, KeyError, UnicodeDecodeError) as error:
+            batch.rejects.append(Reject(topic, partition, offset, f"{type(error).__name__}: {error}", record.value))
+        batch.add_offset(topic, partition, offset)
 
     def _add(self, batch: Batch, table: BoundTable, record: Any) -> None:
         topic, partition, offset, value = record.topic, record.partition, record.offset, record.value
@@ -283,7 +302,8 @@ class SinkLoop:
         lag = dict.fromkeys((t.name for t in self.tables), 0)
         for tp, end in ends.items():
             stored = self._stored.get((tp.topic, tp.partition), starts.get(tp, 0))
-            lag[self._by_topic[tp.topic].name] += max(0, end - stored)
+            if tp.topic in self._by_topic:
+                lag[self._by_topic[tp.topic].name] += max(0, end - stored)
         self._on_lag(lag)
 
     def _within_budget(self, error: KafkaError, since: float, what: str) -> None:
@@ -296,14 +316,15 @@ class SinkLoop:
     def _assign(self, consumer: Any) -> None:
         existing = consumer.topics()  # lists topics without auto-creating the missing ones
         wanted: set[KafkaTP] = set()
-        for table in self.tables:
-            if table.topic not in existing:
-                if table.topic not in self._missing_warned:
-                    log.warning("topic %s (table %s) does not exist yet; will check again", table.topic, table.name)
-                    self._missing_warned.add(table.topic)
+        erasure = [] if self.config.erasure_topic is None else [(self.config.erasure_topic, "erasures")]
+        for topic, name in [*((t.topic, t.name) for t in self.tables), *erasure]:
+            if topic not in existing:
+                if topic not in self._missing_warned:
+                    log.warning("topic %s (table %s) does not exist yet; will check again", topic, name)
+                    self._missing_warned.add(topic)
                 continue
-            partitions = consumer.partitions_for_topic(table.topic) or set()
-            wanted |= {KafkaTP(table.topic, p) for p in partitions}
+            partitions = consumer.partitions_for_topic(topic) or set()
+            wanted |= {KafkaTP(topic, p) for p in partitions}
         if wanted == self._assigned:
             return
         # assign() keeps the position of partitions that stay assigned; only new ones need a seek.

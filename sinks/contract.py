@@ -57,10 +57,12 @@ class Batch:
     rows: list[SinkRow] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     offsets: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    #: suppression records (``pipeline.privacy.suppression.Suppression``) read in this batch: ``sinks.erasure``
+    erasures: list[Any] = field(default_factory=list)
 
     @property
     def messages(self) -> int:
-        return len(self.rows) + len(self.rejects)
+        return len(self.rows) + len(self.rejects) + len(self.erasures)
 
     def add_offset(self, topic: str, partition: int, offset: int) -> None:
         """Record that the message at ``offset`` is part of this batch."""

@@ -48,9 +48,12 @@ import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped,unused-ignore]
 
 from pipeline.clock import Clock, SystemClock
+from pipeline.privacy.tokens import Tokens
 from sinks.columnar import PreparedBatch, PreparedTable, first_per_key, prepare
 from sinks.contract import Batch, Reject, SinkInfraError, TopicPartition, WriteResult
 from sinks.duckdb_schema import META, OFFSETS, REJECTS, ensure_schema, quote
+from sinks.erasure import DDL as ERASURE_DDL
+from sinks.erasure import ErasedSet, ErasureMessage, apply_erasures, keep_rows
 from sinks.metrics import SinkMeter, SinkMetrics
 from sinks.repoint import alias_join, apply_merges
 from sinks.snapshot import SnapshotInfo, publish_snapshot, remove_leftovers
@@ -102,8 +105,12 @@ class DuckDBSink:
         snapshot_method: str = "copy",
         durable_snapshots: bool = True,
         on_retry: Callable[[str], None] | None = None,
+        tokens: Tokens | None = None,
     ) -> None:
         self.db_path = db_path
+        self._tokens = tokens
+        self._erased = ErasedSet()
+        self._deleted: dict[str, int] = {}  # rows erased per table by this process (logged)
         self.snapshot_path = snapshot_path
         self.tables = tables
         self._clock = clock or SystemClock()
@@ -187,7 +194,10 @@ class DuckDBSink:
         try:
             con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
             ensure_schema(con, self.tables)
+            for ddl in ERASURE_DDL:
+                con.execute(ddl)
             rows = con.execute(f'SELECT topic, "partition", next_offset FROM {OFFSETS}').fetchall()
+            self._erased = ErasedSet.load(con)
         except BaseException:
             con.close()
             raise
@@ -227,9 +237,18 @@ class DuckDBSink:
         advance = {tp: nxt for tp, (_, nxt) in batch.offsets.items() if nxt > self._committed.get(tp, -1)}
         written: dict[str, int] = {}
         started = time.perf_counter()
+        erasures = [e for e in batch.erasures if self._fresh_erasure(e)]
+        if self._tokens is not None and (erasures or self._erased):
+            tables = {n: kept for n, t in tables.items() if len(kept := keep_rows(t, self._tokens, self._erased))}
         if advance or tables or rejects:
             con.execute("BEGIN TRANSACTION")
             try:
+                if erasures and self._tokens is not None:  # first: rows of this batch are then filtered as well
+                    erased = ErasedSet(set(self._erased.profiles), set(self._erased.nodes), set(self._erased.failed))
+                    deleted = apply_erasures(con, erasures, self.tables, self._tokens, erased, self._now())
+                    tables = {n: kept for n, t in tables.items() if len(kept := keep_rows(t, self._tokens, erased))}
+                    for name, count in deleted.items():
+                        self._deleted[name] = self._deleted.get(name, 0) + count
                 # Merges first: rows of this same batch then already map through the updated alias table.
                 for table in self._merge_tables:
                     merges = tables.get(table.name)
@@ -252,9 +271,18 @@ class DuckDBSink:
                 raise
             self._committed.update(advance)
             self._dirty = True
+            if erasures and self._tokens is not None:
+                self._erased = erased
+                log.info("erasure of %d records applied; rows deleted so far: %s", len(erasures),
+                         ", ".join(f"{k} {v}" for k, v in sorted(self._deleted.items())) or "none")  # fmt: skip
         seconds = time.perf_counter() - started
         messages = {name: len(t) for name, t in tables.items()}
         return WriteResult(written, replayed, len(rejects), seconds, messages)
+
+    def _fresh_erasure(self, erasure: ErasureMessage) -> bool:
+        """Whether a suppression record's offset is not committed yet (a replayed one was applied already)."""
+        tp = (erasure.topic, erasure.partition)
+        return bool(erasure.offset >= self._committed.get(tp, 0))
 
     def _fresh(self, batch: PreparedBatch) -> tuple[dict[str, PreparedTable], list[Reject], int]:
         """Tables (non-empty) and rejects whose offsets are not committed yet, and how many were dropped as replays."""

@@ -40,7 +40,7 @@ import logging
 import multiprocessing
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,8 @@ class WriterConfig:
     snapshot_method: str = "copy"
     durable_snapshots: bool = True
     log_level: int = logging.INFO
+    #: The PII secret, for erasure tokens (``sinks.erasure``); None: the suppression list is not applied.
+    erasure_secret: bytes | None = field(default=None, repr=False)
 
 
 class ProcessWriter:
@@ -98,11 +100,19 @@ class ProcessWriter:
         retry_for_s: float = 120.0,
         snapshot_method: str = "copy",
         durable_snapshots: bool = True,
+        erasure_secret: bytes | None = None,
     ) -> None:
         # The writer never converts records, so a spec's ``to_row`` (maybe not picklable) stays here.
         plain = tuple(dataclasses.replace(t, spec=dataclasses.replace(t.spec, to_row=None)) for t in tables)
         self.config = WriterConfig(
-            db_path, snapshot_path, plain, retry_for_s, snapshot_method, durable_snapshots, logging.root.level
+            db_path,
+            snapshot_path,
+            plain,
+            retry_for_s,
+            snapshot_method,
+            durable_snapshots,
+            logging.root.level,
+            erasure_secret,
         )
         self._by_name = {t.name: t for t in tables}
         self._meter = None if metrics is None else SinkMeter(metrics, db_path, snapshot_path, clock)

@@ -9,7 +9,7 @@ on the throughput bench (100,000-message batches, ~19 MB of Arrow data): ~1 ms p
 writing an Arrow IPC stream took ~70 ms, and the sender is the busier process. The table definitions
 (``BoundTable``) never cross per batch: both sides know them, the payload carries names.
 
-Guarantees: ``decode(*encode(b))`` has the same tables (rows, order, schema), rejects and offsets as ``b``;
+Guarantees: ``decode(*encode(b))`` has the same tables (rows, order, schema), rejects, offsets and erasures as ``b``;
 the buffers must be sent in order. Not guaranteed: that a payload names only tables the receiver knows
 (``decode`` raises ``KeyError``: a bug), nor that received columns are 64-byte aligned (they are as aligned as
 a ``bytes`` object's data, 16 bytes: enough for Arrow's and DuckDB's readers).
@@ -31,6 +31,7 @@ def encode(batch: PreparedBatch) -> tuple[bytes, list[memoryview]]:
         [(name, t.arrow, t.coords) for name, t in batch.tables.items()],
         batch.rejects,
         batch.offsets,
+        batch.erasures,
     )
     buffers: list[memoryview] = []
     head = pickle.dumps(payload, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
@@ -39,6 +40,6 @@ def encode(batch: PreparedBatch) -> tuple[bytes, list[memoryview]]:
 
 def decode(head: bytes, buffers: Sequence[Any], tables: Mapping[str, BoundTable]) -> PreparedBatch:
     """The batch ``encode`` produced ``head`` and ``buffers`` from (buffers: bytes-like, in order)."""
-    prepared, rejects, offsets = pickle.loads(head, buffers=buffers)
+    prepared, rejects, offsets, erasures = pickle.loads(head, buffers=buffers)
     by_name = {name: PreparedTable(tables[name], arrow, coords) for name, arrow, coords in prepared}
-    return PreparedBatch(by_name, rejects, offsets)
+    return PreparedBatch(by_name, rejects, offsets, erasures)

@@ -22,6 +22,7 @@ import sys
 import traceback
 from typing import Any
 
+from pipeline.privacy.tokens import Tokens
 from sinks.contract import SinkInfraError
 from sinks.duckdb_sink import DuckDBSink
 from sinks.process_writer import WriterConfig
@@ -47,6 +48,7 @@ def serve(conn: Any, config: WriterConfig, parent_pid: int) -> None:
         snapshot_method=config.snapshot_method,
         durable_snapshots=config.durable_snapshots,
         on_retry=lambda operation: conn.send(("retry", operation)),
+        tokens=None if config.erasure_secret is None else Tokens(config.erasure_secret),
     )
     by_name = {t.name: t for t in config.tables}
     try:

@@ -13,6 +13,7 @@ from pipeline.cli.evaluate import evaluate_app
 from pipeline.cli.failed import failed_app
 from pipeline.cli.kafka import kafka_app
 from pipeline.cli.model import model_app
+from pipeline.cli.privacy import privacy_app
 from pipeline.cli.report import report
 from pipeline.cli.simulate import simulate
 from pipeline.cli.sink import sink
@@ -30,6 +31,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(failed_app, name="failed")
 app.add_typer(model_app, name="model")
+app.add_typer(privacy_app, name="privacy")
 app.command()(simulate)
 app.command()(worker)
 app.command()(demo)

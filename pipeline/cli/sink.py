@@ -121,7 +121,8 @@ def sink(
 
     # DuckDB runs in a child process (see sinks/process_writer.py), started by SinkLoop.run on this thread.
     budget = settings.retry_budget_s if retry_for is None else retry_for
-    writer = ProcessWriter(db_path, snapshot_path, bound, metrics, retry_for_s=budget)
+    writer = ProcessWriter(db_path, snapshot_path, bound, metrics, retry_for_s=budget,
+                           erasure_secret=settings.pii_secret.get_secret_value().encode())  # fmt: skip
     config = LoopConfig(
         bootstrap=settings.kafka_bootstrap,
         batch_size=batch_size or settings.sink_batch_size,
@@ -130,6 +131,7 @@ def sink(
         lag_group=f"{settings.app_id}-sink" if lag_commits else None,
         client_config=settings_client_config(settings),
         retry_budget_s=budget,
+        erasure_topic=settings.topic("privacy-suppressions"),
     )
     stop = threading.Event()
 

@@ -1,8 +1,9 @@
 """The suppression list: tokens of erased identifiers and profiles, read by every worker and the sink.
 
 The list is the compacted, single-partition topic ``privacy-suppressions``: key = a token
-(:mod:`pipeline.privacy.tokens`), value = JSON ``{"request": <id>, "kind": "node" | "profile", "at": <ms>}``
-(no identifier, no profile id). ``omnistream privacy erase`` appends to it; nothing else writes it.
+(:mod:`pipeline.privacy.tokens`), or for kind ``failed`` a failed event's input position; value = JSON
+``{"request": <id>, "kind": "node" | "profile" | "failed", "at": <ms>}`` (no identifier, no profile id).
+``omnistream privacy erase`` appends to it; nothing else writes it.
 
 Guarantees: once :meth:`SuppressionReplica.wait_caught_up` returned, every token erased before the call is
 known; later ones arrive within a poll (about 200 ms). Not guaranteed: that an event a worker canonicalised in
@@ -20,6 +21,7 @@ from pipeline.topic_replica import CompactedReplica
 
 NODE = "node"
 PROFILE = "profile"
+FAILED = "failed"  # key: a failed event's input position (``topic/partition/offset``), for the warehouse
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,7 @@ class Suppression:
     def decode(key: bytes, value: bytes) -> Suppression:
         """Raises ``ValueError`` for a record that is not a suppression (bad JSON, unknown kind)."""
         doc = json.loads(value)
-        if not isinstance(doc, dict) or doc.get("kind") not in (NODE, PROFILE):
+        if not isinstance(doc, dict) or doc.get("kind") not in (NODE, PROFILE, FAILED):
             raise ValueError(f"not a suppression record: {value[:80]!r}")
         return Suppression(key.decode(), str(doc["request"]), doc["kind"], int(doc.get("at", 0)))
 
@@ -63,4 +65,7 @@ class SuppressionReplica(CompactedReplica):
             entry = Suppression.decode(key, value)
         except (ValueError, KeyError):
             return  # a record this version does not understand suppresses nothing
-        (self.nodes if entry.kind == NODE else self.profiles).add(token)
+        if entry.kind == NODE:
+            self.nodes.add(token)
+        elif entry.kind == PROFILE:
+            self.profiles.add(token)
