@@ -15,7 +15,7 @@ from agents.batching import PARTITIONER
 from agents.cursor import faust_cursor
 from agents.publish import RetryPolicy, publish, publish_all
 from pipeline.metrics import ChildCache
-from pipeline.privacy.linklog import Message, marker_tokens
+from pipeline.privacy.linklog import Message, marker_tokens, replaces
 from pipeline.steps.bundles import bundle
 from pipeline.steps.identity import IdentityWriter, WriterOutput
 from pipeline.topic_reader import iter_topic
@@ -98,8 +98,8 @@ def register_identity_writer(
 
 
 def _log(bootstrap: str, topic: str, upto: int, client_config: Mapping[str, Any] | None) -> Iterator[Message]:
-    return ((m.offset, m.key, m.value) for m in iter_topic(bootstrap, topic, client_config=client_config)
-            if m.offset < upto)  # fmt: skip
+    return ((m.offset, m.key, m.value, replaces(m.headers))
+            for m in iter_topic(bootstrap, topic, client_config=client_config) if m.offset < upto)  # fmt: skip
 
 
 def _replay(

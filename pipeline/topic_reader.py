@@ -23,6 +23,7 @@ class TopicMessage:
     offset: int
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def iter_topic(
@@ -56,7 +57,8 @@ def iter_topic(
             for tp, records in batch.items():
                 for rec in records:
                     if rec.offset < end.get(tp, 0):
-                        yield TopicMessage(topic, rec.partition, rec.offset, rec.key, rec.value)
+                        yield TopicMessage(topic, rec.partition, rec.offset, rec.key, rec.value,
+                                           tuple(rec.headers or ()))  # fmt: skip
                 if tp in remaining and consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
                     consumer.pause(tp)

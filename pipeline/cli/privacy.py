@@ -10,13 +10,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from pipeline.cli.formats import OutputFormat, console_for
 from pipeline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pipeline.privacy.linklog import Message
 
 privacy_app = typer.Typer(help="Erase a person (right to erasure); the audit log of erasures.", no_args_is_help=True)
 KINDS_HELP = "customer_id, loyalty_id, email_hash, phone_hash, social_handle, device_id, anonymous_id"
@@ -119,7 +122,7 @@ def audit(
         raise typer.BadParameter("audit prints a table or json", param_hint="--format")
     settings = load_settings()
     context = _Context(settings)
-    records = [json.loads(v) for _o, _k, v in context.read(context.topics.audit) if v]
+    records = [json.loads(v) for _o, _k, v, _r in context.read(context.topics.audit) if v]
     console = console_for()
     if output is OutputFormat.json:
         console.print_json(json.dumps(records))
@@ -163,9 +166,10 @@ class _Context:
         self.pseudonymiser = Pseudonymiser(secret)
         self._producer: Any = None
 
-    def read(self, topic: str) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    def read(self, topic: str) -> Iterator[Message]:
         from kafka import KafkaConsumer
 
+        from pipeline.privacy.linklog import replaces
         from pipeline.topic_reader import iter_topic
 
         probe = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap.split(","), **self.client)
@@ -175,9 +179,10 @@ class _Context:
         finally:
             probe.close()
         for m in iter_topic(self.settings.kafka_bootstrap, topic, timeout_s=120, client_config=self.client):
-            yield m.offset, m.key, m.value
+            yield m.offset, m.key, m.value, replaces(m.headers)
 
-    def produce(self, topic: str, messages: list[tuple[bytes, bytes | None]]) -> None:
+    def produce(self, topic: str, messages: list[tuple[bytes, bytes | None]],
+                headers: list[list[tuple[str, bytes]]] | None) -> None:  # fmt: skip
         from kafka import KafkaProducer
 
         if not messages:
@@ -185,7 +190,8 @@ class _Context:
         if self._producer is None:
             self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap.split(","), acks="all",
                                            **self.client)  # fmt: skip
-        futures = [self._producer.send(topic, key=k, value=v) for k, v in messages]
+        futures = [self._producer.send(topic, key=k, value=v, headers=(headers[i] if headers else None) or None)
+                   for i, (k, v) in enumerate(messages)]  # fmt: skip
         self._producer.flush()
         for f in futures:
             f.get(timeout=60)  # raises if the broker refused one: the request is then incomplete, run it again

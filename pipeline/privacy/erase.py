@@ -34,17 +34,26 @@ from typing import Any
 from pipeline.domain.pii import Pseudonymiser
 from pipeline.domain.quarantine import Quarantine
 from pipeline.identity.replica import AssignmentReplica
-from pipeline.privacy.linklog import LINK_PREFIX, marker, marker_tokens, without_nodes
+from pipeline.privacy.linklog import (
+    LINK_PREFIX,
+    Message,
+    marker,
+    marker_tokens,
+    replacement_headers,
+    without_nodes,
+)
 from pipeline.privacy.person import Person, find_person
 from pipeline.privacy.suppression import FAILED, NODE, PROFILE, Suppression
 from pipeline.privacy.tokens import Tokens
 from schemas.codec import AvroCodec
 
 KeyValue = tuple[bytes, bytes | None]
-#: (topic) -> every message of the topic as (offset, key, value), from the earliest offset to the current end.
-ReadTopic = Callable[[str], Iterator[tuple[int, bytes | None, bytes | None]]]
-#: (topic, messages) -> None once every message is acknowledged.
-Produce = Callable[[str, list[KeyValue]], None]
+Headers = list[tuple[str, bytes]]
+#: (topic) -> every message of the topic as (offset, key, value, offset it replaces), from the earliest offset to
+#: the current end (pipeline/privacy/linklog.py: ``Message``).
+ReadTopic = Callable[[str], Iterator[Message]]
+#: (topic, messages, headers per message or None) -> None once every message is acknowledged.
+Produce = Callable[[str, list[KeyValue], list[Headers] | None], None]
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class Plan:
     request: str
     person: Person
     already: bool
-    links: list[KeyValue] = field(default_factory=list)
+    links: list[tuple[bytes, bytes | None, int]] = field(default_factory=list)  # key, replacement, original
     old_links: int = 0  # link bundles with the person under a key shared with others (not replaceable)
     assignments: list[str] = field(default_factory=list)
     journey: list[str] = field(default_factory=list)
@@ -81,12 +90,18 @@ class Plan:
                 "journey_records": len(self.journey), "failed_events": len(self.failed)}  # fmt: skip
 
 
-def latest(messages: Iterator[tuple[int, bytes | None, bytes | None]]) -> dict[bytes, bytes | None]:
+def latest(messages: Iterator[Message]) -> dict[bytes, bytes | None]:
     """The latest value per key of a compacted topic (None: a tombstone)."""
-    out: dict[bytes, bytes | None] = {}
-    for _offset, key, value in messages:
+    return {key: value for _offset, key, value, _original in messages if key is not None}
+
+
+def latest_links(messages: Iterator[Message]) -> dict[bytes, tuple[bytes | None, int]]:
+    """Per link-log key: its latest value and the offset of the original it stands for."""
+    out: dict[bytes, tuple[bytes | None, int]] = {}
+    for offset, key, value, original in messages:
         if key is not None:
-            out[key] = value
+            at = out[key][1] if key in out else offset if original is None else original
+            out[key] = (value, at)
     return out
 
 
@@ -96,10 +111,10 @@ def plan(
 ) -> Plan:  # fmt: skip
     """Find the person and everything that names them (reads only)."""
     replica = AssignmentReplica("unused:0", topics.assignments)
-    for _offset, key, value in read(topics.assignments):
+    for _offset, key, value, _original in read(topics.assignments):
         if key is not None:
             replica.apply(key, value)
-    merges = [(str(r["old_id"]), str(r["new_id"])) for _o, _k, v in read(topics.merges) if v
+    merges = [(str(r["old_id"]), str(r["new_id"])) for _o, _k, v, _r in read(topics.merges) if v
               for r in [codec.decode(v).record]]  # fmt: skip
     person = find_person(node, profile, replica.assignments, replica.shared, merges, replica.history)
     listed = {key.decode() for key, value in latest(read(topics.suppressions)).items() if value}
@@ -110,12 +125,12 @@ def plan(
     def erased(nodes: list[str]) -> bool:
         return any(n in mine for n in nodes)
 
-    for key, value in latest(read(topics.links)).items():
+    for key, (value, original) in latest_links(read(topics.links)).items():
         if not value or marker_tokens(key, value) is not None:
             continue
         replace, new = without_nodes(codec, value, erased)
         if replace and key.startswith(LINK_PREFIX):
-            out.links.append((key, new))
+            out.links.append((key, new, original))
         elif replace:
             out.old_links += 1
     out.assignments = sorted(n for n in person.nodes if n in replica.history)
@@ -141,7 +156,8 @@ def failed_nodes(codec: AvroCodec, original: bytes, pseudonymiser: Pseudonymiser
         record: Mapping[str, Any] = codec.decode(original).record
     except Exception:  # bytes that never were an event of ours: nothing to attribute
         return []
-    ids = record.get("identifiers")
+    envelope = record.get("envelope")
+    ids = envelope.get("identifiers") if isinstance(envelope, Mapping) else None
     if not isinstance(ids, Mapping):  # a canonical event (a journey or identity failure): pseudonymised already
         return nodes_of(record)
     flat = {k: v for k, v in ids.items() if k not in ("email", "phone")}
@@ -156,16 +172,17 @@ def execute(plan_: Plan, topics: Topics, produce: Produce, codec: AvroCodec, tok
     entries = [Suppression(tokens.node(n), request, NODE, now_ms) for n in person.nodes]
     entries += [Suppression(tokens.profile(p), request, PROFILE, now_ms) for p in person.profiles]
     entries += [Suppression(key.decode(), request, FAILED, now_ms) for key in plan_.failed]
-    produce(topics.suppressions, [e.encode() for e in entries])
-    produce(topics.links, [marker(request, [tokens.node(n) for n in person.nodes]), *plan_.links])
-    produce(topics.assignments, [(n.encode(), None) for n in plan_.assignments])
-    produce(topics.journey_state, [(p.encode(), None) for p in plan_.journey])
+    produce(topics.suppressions, [e.encode() for e in entries], None)
+    links = [marker(request, [tokens.node(n) for n in person.nodes]), *((k, v) for k, v, _o in plan_.links)]
+    produce(topics.links, links, [[], *(replacement_headers(o) for _k, _v, o in plan_.links)])
+    produce(topics.assignments, [(n.encode(), None) for n in plan_.assignments], None)
+    produce(topics.journey_state, [(p.encode(), None) for p in plan_.journey], None)
     controls: list[KeyValue] = [(p.encode(), erase_control(codec, p, request)) for p in person.profiles]
-    produce(topics.resolved, controls)
-    produce(topics.failed, [(key, None) for key in plan_.failed])
+    produce(topics.resolved, controls, None)
+    produce(topics.failed, [(key, None) for key in plan_.failed], None)
     audit = {"request": request, "at": now_ms, "already_erased": plan_.already, **plan_.counts(),
              "shared_identifiers_kept": len(person.shared)}  # fmt: skip
-    produce(topics.audit, [(request.encode(), json.dumps(audit, separators=(",", ":")).encode())])
+    produce(topics.audit, [(request.encode(), json.dumps(audit, separators=(",", ":")).encode())], None)
 
 
 def erase_control(codec: AvroCodec, profile: str, request: str) -> bytes:

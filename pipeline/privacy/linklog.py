@@ -8,9 +8,10 @@ the log tell every replay which identifiers are gone.
   erased identifiers (a tombstone when none is left).
 * :func:`marker`: ``erase/<request>`` with the erased identifiers' tokens (no identifier). The writer that meets
   it rebuilds its graph from the log, and from then on ignores link events that carry those identifiers.
-* :func:`for_replay`: what a replay applies: each message once, at the position of its first copy and with its
-  latest value (a replacement takes the original's place in the order), markers and tombstones left out, and
-  the tokens of every marker up to there.
+* :func:`for_replay`: what a replay applies: each message once, at the position of the original and with its
+  latest value, markers and tombstones left out, and the tokens of every marker up to there. A replacement
+  names the original's offset in a header (:data:`REPLACES`), so it takes the original's place in the order
+  even after compaction removed the original (links apply in the order they first arrived).
 
 Guarantees: a replay of the log gives the graph of its link events minus those carrying an erased identifier,
 whether or not compaction has run yet. Not guaranteed: that the replaced copies are gone from the broker's disk
@@ -29,7 +30,21 @@ from schemas.codec import AvroCodec
 
 LINK_PREFIX = b"links/"
 MARKER_PREFIX = b"erase/"
-Message = tuple[int, bytes | None, bytes | None]
+REPLACES = "omnistream-replaces"
+#: (offset, key, value, offset of the message it replaces or None)
+Message = tuple[int, bytes | None, bytes | None, int | None]
+
+
+def replaces(headers: Iterable[tuple[str, bytes]]) -> int | None:
+    """The offset a replacement names in its :data:`REPLACES` header; None for an original."""
+    for name, value in headers:
+        if name == REPLACES:
+            return int(value)
+    return None
+
+
+def replacement_headers(original_offset: int) -> list[tuple[str, bytes]]:
+    return [(REPLACES, str(original_offset).encode())]
 
 
 def link_keys(messages: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -57,18 +72,17 @@ def for_replay(messages: Iterable[Message]) -> tuple[list[tuple[int, bytes, byte
     first: dict[bytes, int] = {}
     latest: dict[int, tuple[bytes, bytes | None]] = {}
     erased: set[str] = set()
-    for offset, key, value in messages:
+    for offset, key, value, original in messages:
         key = key or b""
         tokens = marker_tokens(key, value)
         if tokens is not None:
             erased.update(tokens)
             continue
-        if key.startswith(LINK_PREFIX) and key in first:
-            latest[first[key]] = (key, value)
-            continue
         if key.startswith(LINK_PREFIX):
-            first[key] = offset
-        latest[offset] = (key, value)
+            at = first.setdefault(key, offset if original is None else original)
+            latest[at] = (key, value)
+        else:
+            latest[offset] = (key, value)
     kept = [(offset, key, value) for offset, (key, value) in sorted(latest.items()) if value]
     return kept, erased
 

@@ -30,7 +30,7 @@ from pipeline.domain.identity_rules import link_candidates, nodes_of
 from pipeline.domain.records import FailureType, Rejection, failed_event_record, failed_key
 from pipeline.identity.replica import HISTORY_LIMIT, WATERMARK_KEY, AssignmentReplica, encode_assignment
 from pipeline.metrics import IdentityMetrics
-from pipeline.privacy.linklog import for_replay
+from pipeline.privacy.linklog import Message, for_replay
 from pipeline.privacy.tokens import Tokens
 from pipeline.steps.bundles import Entry, Mark, read
 from schemas.codec import AvroCodec
@@ -122,7 +122,7 @@ class IdentityWriter:
         self.published = NEVER
         self.erased: set[str] = set()  # tokens of erased identifiers: their link events are ignored
 
-    def rebuild(self, messages: Iterable[tuple[int, bytes | None, bytes | None]], upto_offset: int) -> int:
+    def rebuild(self, messages: Iterable[Message], upto_offset: int) -> int:
         """Replace the state by replaying the log's messages below ``upto_offset`` silently (each once, replaced
         copies in their original's place, without erased identifiers: ``linklog.for_replay``); returns links
         applied."""
@@ -135,7 +135,7 @@ class IdentityWriter:
         self.published = NEVER  # announce the watermark again
         return self.state.seq - applied
 
-    def erase(self, messages: Iterable[tuple[int, bytes | None, bytes | None]], upto_offset: int) -> WriterOutput:
+    def erase(self, messages: Iterable[Message], upto_offset: int) -> WriterOutput:
         """Rebuild after an erasure marker (``upto_offset`` is just past it) and publish what changed: every
         identifier whose history differs, and a tombstone for each one the graph no longer has."""
         before = {node: list(history) for node, history in self.history.items()}

@@ -181,6 +181,15 @@ class IngestStep:
         outcome = self._one(msg, now_ms)
         mark = self.marks.get(msg.partition, NEVER)
         placed = None if isinstance(outcome, Rejection) else place(mark, outcome["event_time"], self._lateness)
+        if not isinstance(outcome, Rejection) and self._erased is not None and self._erased(nodes_of(outcome)):
+            # An erased person's event: counted, nothing of it kept -- not even as a late failed event
+            # (docs/privacy.md). It moves the mark as any valid event would, so watermarks do not depend on it.
+            self._guard.record(True)
+            self._suppressed.inc()
+            out.suppressed += 1
+            if placed is not None:
+                self.marks[msg.partition] = max(mark, placed)
+            return
         if not isinstance(outcome, Rejection) and placed is None:
             outcome = self._too_late(outcome, mark)
         if isinstance(outcome, Rejection):
@@ -191,11 +200,6 @@ class IngestStep:
         self.marks[msg.partition] = max(mark, placed)
         order = placed
         self._guard.record(True)
-        if self._erased is not None and self._erased(nodes_of(outcome)):
-            # An erased person's event: counted, nothing of it kept (docs/privacy.md). It still moved the mark.
-            self._suppressed.inc()
-            out.suppressed += 1
-            return
         if self._dedup.seen(outcome["event_id"]):
             self._dup.inc()
             out.duplicates += 1
