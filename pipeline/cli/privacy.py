@@ -74,6 +74,13 @@ def erase(
         float, typer.Option(min=0, help="Seconds to wait for the warehouse's part (0: do not wait)")
     ] = 120.0,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = OutputFormat.table,
+    snapshot: Annotated[
+        Path | None,
+        typer.Option(
+            help="The sink's snapshot, to confirm the warehouse's part "
+            "(default: warehouse.snapshot.duckdb in the state dir)"
+        ),
+    ] = None,
 ) -> None:
     """Erase one person: resolve them through the identity graph (every merged profile and identifier), put them
     on the suppression list, and remove them from the identity graph and its log, the journey state, the failed
@@ -107,7 +114,8 @@ def erase(
     if not dry_run:
         flow.execute(plan, context.topics, context.produce, context.codec, context.tokens, int(time.time() * 1000))
         context.close()
-        result["warehouse_rows_deleted"] = _await_warehouse(warehouse_snapshot_path(settings), request, wait, console)
+        published = snapshot or warehouse_snapshot_path(settings)
+        result["warehouse_rows_deleted"] = _await_warehouse(published, request, wait, console)
     if output is OutputFormat.json:
         console.print_json(json.dumps(result))
         return
