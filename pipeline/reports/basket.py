@@ -19,6 +19,7 @@ for baskets of thousands of items.
 * min support = max(10 / N, 0.001): a pair must be bought together in at least 10 baskets (below that its
   lift is mostly noise: one basket more or less moves it by 10% or more), and in at least 0.1% of the
   baskets once there are more than 10,000 of them (so large warehouses list pairs that matter in volume);
+  with fewer than 10 baskets it is 1 (a pair in every basket), and the report says the sample is too small;
 * min confidence = 0.05: at least one in 20 baskets with A also holds B;
 * min lift = 1: top rules show pairs bought together *more* often than by chance; a rule with lift 1 or less
   (independent or substitutes) is never a top rule, whatever threshold is asked for.
@@ -91,7 +92,8 @@ def thresholds(
     """The thresholds for ``baskets`` baskets: each one given, or its default (module docstring)."""
     if baskets < 0:
         raise ValueError(f"baskets must be >= 0, got {baskets}")
-    support = max(MIN_PAIR_BASKETS / baskets, SUPPORT_FLOOR) if baskets else 1.0
+    # Under MIN_PAIR_BASKETS baskets a pair would have to be in every basket (support 1): too few to judge.
+    support = min(1.0, max(MIN_PAIR_BASKETS / baskets, SUPPORT_FLOOR)) if baskets else 1.0
     if min_support is not None:
         support = min_support
     confidence = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence

@@ -125,7 +125,12 @@ def _basket_notes(r: Report) -> list[str]:
             "No pair of products reaches these thresholds with lift above 1: nothing is bought together more "
             "often than by chance at this volume (lower --min-support to look at rarer pairs)."
         )
-    if 0 < limits.baskets < 10 * basket.MIN_PAIR_BASKETS:
+    if 0 < limits.baskets < basket.MIN_PAIR_BASKETS:
+        out.append(
+            f"Only {limits.baskets:,} baskets, fewer than the {basket.MIN_PAIR_BASKETS} a pair needs to share "
+            "before its lift means anything: the rules are not worth reading yet."
+        )
+    elif 0 < limits.baskets < 10 * basket.MIN_PAIR_BASKETS:
         out.append(
             f"Only {limits.baskets:,} baskets: support, confidence and lift are estimated from few baskets "
             "and can change a lot with more data."
