@@ -11,8 +11,9 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.reports.model import Report
 from pipeline.reports.queries import Frame
@@ -44,7 +45,7 @@ def render(report: Report, console: Console) -> None:
     for name, table in sections:
         console.print(table)
         for note in report.notes_for(name) if name else ():
-            console.print(f"  [dim]{escape(note)}[/]")
+            console.print(Padding(Text(note, style="dim"), (0, 0, 0, 2)))
 
 
 def _table(title: str, frame: Frame, wide: str | None = None) -> Table:
@@ -53,14 +54,17 @@ def _table(title: str, frame: Frame, wide: str | None = None) -> Table:
         table.add_column("")
         table.add_row("[dim]not in this snapshot (see the note below)[/]")
         return table
-    for name in frame.columns:
-        numeric = bool(frame.rows) and isinstance(frame.rows[0][frame.columns.index(name)], int | float)
+    for i, name in enumerate(frame.columns):
+        numeric = bool(frame.rows) and isinstance(frame.rows[0][i], int | float)
+        values = max((len(_fmt(r[i])) for r in frame.rows), default=0)
         table.add_column(
             name,
             justify="right" if numeric else "left",
             no_wrap=True,
             overflow="ellipsis",
             max_width=40 if name == wide else 22,
+            # Numbers, codes and dates are never cut: only long text (ids, reasons) gives way.
+            min_width=min(values, 12) if numeric or values <= 12 else None,
         )
     for row in frame.rows:
         table.add_row(*(_fmt(v) for v in row))
