@@ -171,3 +171,15 @@ def test_charts_name_their_axes_and_count_in_integers(tmp_path: Path) -> None:
     assert counts is not None
     labels = re.findall(r'font-size="11">([\d,.]+)</text>', counts.group(1))
     assert labels and all("." not in label for label in labels)
+
+
+def test_every_section_of_an_empty_warehouse_says_why_it_is_empty(tmp_path: Path) -> None:
+    with open_snapshot(snapshot_of(tmp_path, {})) as con:
+        report = collect(con)
+    explained = ("headline", "funnel", "cross_vs_single", "revenue", "paths", "stages", "churn", "clv", "rfm",
+                 "basket", "engagement", "uplift")  # fmt: skip
+    for section in explained:
+        assert report.notes_for(section), section
+    page = html.render(report)
+    assert page.count("class='caveat'") >= len(explained)
+    assert "no customer profile" in page and "No basket yet" in page
