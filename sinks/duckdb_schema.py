@@ -81,13 +81,12 @@ VIEWS: tuple[View, ...] = (
         "session_baskets",
         ("sessions",),
         """SELECT session_id, customer_id, CAST(start_ms AS DATE) AS day, channel_path,
-                  list_sort(list_distinct(list_concat(products_carted, products_bought))) AS items,
-                  len(products_bought) > 0 AS purchased,
+                  list_sort(list_distinct(products_bought)) AS items,
                   list_contains(channels, 'store') AND (list_contains(channels, 'web')
                       OR list_contains(channels, 'mobile')) AS online_and_store
-           FROM live_sessions WHERE len(products_carted) + len(products_bought) > 0""",
-        "One basket per session: distinct products carted or bought in it, on any channel (an online cart and "
-        "the store receipt of one session form one basket).",
+           FROM live_sessions WHERE len(products_bought) > 0""",
+        "One basket per purchasing session: the distinct products bought in it, on any channel (an online order "
+        "and the store receipt of one session form one basket); carted but unbought products are not in it.",
     ),
     View(
         "campaign_exposures",

@@ -65,14 +65,17 @@ def sql(
 
 @export_app.command("parquet")
 def parquet(
-    out: Annotated[Path, typer.Argument(help="Output directory (one sub-directory per table)")] = Path(
+    out: Annotated[Path, typer.Argument(help="Output directory (one sub-directory per view or table)")] = Path(
         "warehouse-parquet"
     ),
     snapshot: SnapshotOption = None,
-    tables: Annotated[str | None, typer.Option(help="Comma-separated tables (default: all present)")] = None,
+    tables: Annotated[
+        str | None, typer.Option(help="Comma-separated views or tables (default: all the live ones present)")
+    ] = None,
 ) -> None:
-    """Write the snapshot as Hive-partitioned Parquet, <out>/<table>/date=YYYY-MM-DD/, readable by Spark,
-    Trino or DuckDB (read_parquet('<out>/sessions/*/*.parquet', hive_partitioning=true))."""
+    """Write the live views and tables (no merged tombstones) as Hive-partitioned Parquet by business date,
+    <out>/<name>/date=YYYY-MM-DD/ (the UTC day of the event time), readable by Spark, Trino or DuckDB
+    (read_parquet('<out>/live_sessions/*/*.parquet', hive_partitioning=true))."""
     from sinks.export import export_parquet
 
     path = snapshot or warehouse_snapshot_path(load_settings())

@@ -25,9 +25,11 @@ def sections(data: Report) -> dict[str, Frame]:
 
 
 def document(data: Report) -> dict[str, Any]:
-    """A JSON document: when the snapshot was published, and each section as a list of row objects."""
+    """A JSON document: when the snapshot was published, each section as a list of row objects, and the
+    caveats per section in words."""
     return {
         "published_at": data.published_at,
+        "notes": data.notes,
         "sections": {name: [dict(zip(frame.columns, row, strict=True)) for row in frame.rows]
                      for name, frame in sections(data).items()},
     }  # fmt: skip

@@ -58,15 +58,28 @@ def funnel_by_channel(con: duckdb.DuckDBPyConnection) -> Frame:
 
 
 def cross_vs_single(con: duckdb.DuckDBPyConnection) -> Frame:
-    """Conversion (sessions with a purchase / sessions) of single- vs cross-channel sessions."""
+    """Conversion (sessions with a purchase / sessions) of single- vs cross-channel sessions (revenue is in
+    :func:`revenue_by_currency`: money of different currencies is never added)."""
     return run(
         con,
         """
         SELECT CASE WHEN len(channels) > 1 THEN 'cross-channel' ELSE 'single-channel' END AS journey,
                count(*) AS sessions, count(*) FILTER (WHERE len(products_bought) > 0) AS purchases,
-               round(100.0 * count(*) FILTER (WHERE len(products_bought) > 0) / count(*), 2) AS conversion_pct,
-               sum(revenue_minor) AS revenue_minor
+               round(100.0 * count(*) FILTER (WHERE len(products_bought) > 0) / count(*), 2) AS conversion_pct
         FROM live_sessions GROUP BY ALL ORDER BY journey""",
+    )
+
+
+def revenue_by_currency(con: duckdb.DuckDBPyConnection) -> Frame:
+    """Revenue per currency (major units) of single- and cross-channel sessions: one row per currency and
+    journey, never a sum over currencies."""
+    return run(
+        con,
+        """
+        SELECT currency, CASE WHEN len(channels) > 1 THEN 'cross-channel' ELSE 'single-channel' END AS journey,
+               count(*) FILTER (WHERE len(products_bought) > 0) AS purchasing_sessions,
+               round(sum(revenue_minor) / 100, 2) AS revenue
+        FROM live_sessions WHERE currency IS NOT NULL GROUP BY ALL ORDER BY currency, journey""",
     )
 
 
@@ -103,7 +116,7 @@ def churn_risk(con: duckdb.DuckDBPyConnection, limit: int = 15) -> Frame:
         con,
         """
         SELECT g.customer_id, round(coalesce(c.p_alive, g.score), 3) AS p_alive,
-               round(c.clv_minor / 100.0, 2) AS clv, c.stage, arg_max(g.reason, g.event_time) AS reason,
+               round(c.clv_minor / 100.0, 2) AS clv, c.currency, c.stage, arg_max(g.reason, g.event_time) AS reason,
                CAST(max(g.event_time) AS DATE) AS flagged
         FROM signals AS g LEFT JOIN customers AS c USING (customer_id)
         WHERE g.signal_type = 'churn_risk' AND NOT g.holdout
@@ -113,26 +126,34 @@ def churn_risk(con: duckdb.DuckDBPyConnection, limit: int = 15) -> Frame:
 
 
 def clv_segments(con: duckdb.DuckDBPyConnection) -> Frame:
-    """Customers in CLV quintiles (1 = top 20%) with their CLV range and mean P(alive)."""
+    """Customers in CLV quintiles (1 = top 20%) per currency, with their CLV range and mean P(alive)."""
     return run(
         con,
         """
-        WITH q AS (SELECT *, ntile(5) OVER (ORDER BY clv_minor DESC) AS quintile
+        WITH q AS (SELECT *, ntile(5) OVER (PARTITION BY currency ORDER BY clv_minor DESC) AS quintile
                    FROM customers WHERE clv_minor IS NOT NULL)
-        SELECT 'Q' || quintile AS segment, count(*) AS customers, round(min(clv_minor) / 100, 2) AS clv_min,
+        SELECT CASE WHEN count(DISTINCT currency) OVER () > 1 THEN currency || ' ' ELSE '' END || 'Q' || quintile
+                   AS segment, currency, count(*) AS customers, round(min(clv_minor) / 100, 2) AS clv_min,
                round(max(clv_minor) / 100, 2) AS clv_max, round(avg(p_alive), 3) AS mean_p_alive
-        FROM q GROUP BY quintile ORDER BY quintile""",
+        FROM q GROUP BY quintile, currency ORDER BY currency, quintile""",
     )
 
 
 def rfm_segments(con: duckdb.DuckDBPyConnection) -> Frame:
-    """Customers per RFM segment with revenue and mean purchase days."""
+    """Customers per RFM segment with mean purchase days; revenue per currency in ``revenue`` (major units of
+    the customers' currency, ``<currency> <amount>; …`` when a segment has customers in several)."""
     return run(
         con,
         """
-        SELECT coalesce(rfm_segment, 'unscored') AS segment, count(*) AS customers,
-               round(sum(revenue_minor) / 100, 2) AS revenue, round(avg(purchase_days), 2) AS mean_purchase_days
-        FROM customers GROUP BY ALL ORDER BY customers DESC""",
+        WITH seg AS (
+            SELECT coalesce(rfm_segment, 'unscored') AS segment, currency, count(*) AS customers,
+                   sum(revenue_minor) AS revenue_minor, sum(purchase_days) AS purchase_days
+            FROM customers GROUP BY ALL)
+        SELECT segment, sum(customers) AS customers,
+               coalesce(string_agg(currency || ' ' || printf('%,.2f', revenue_minor / 100), '; ' ORDER BY currency)
+                        FILTER (WHERE currency IS NOT NULL), '-') AS revenue,
+               round(sum(purchase_days) / sum(customers), 2) AS mean_purchase_days
+        FROM seg GROUP BY segment ORDER BY customers DESC, segment""",
     )
 
 
@@ -146,7 +167,7 @@ def campaign_engagement(con: duckdb.DuckDBPyConnection, max_days: int = 28) -> F
         """
         WITH e AS (SELECT *, min(start_ms) OVER (PARTITION BY campaign_id) AS started FROM campaign_exposures)
         SELECT campaign_id, datediff('day', CAST(started AS DATE), day) AS day_since_start,
-               count(*) AS sessions, count(*) FILTER (WHERE converted) AS purchases, sum(revenue_minor) AS revenue_minor
+               count(*) AS sessions, count(*) FILTER (WHERE converted) AS purchases
         FROM e WHERE datediff('day', CAST(started AS DATE), day) <= ?
         GROUP BY ALL ORDER BY campaign_id, day_since_start""",
         [max_days],
@@ -182,11 +203,15 @@ def data_quality(con: duckdb.DuckDBPyConnection) -> Frame:
 
 
 def headline(con: duckdb.DuckDBPyConnection) -> Frame:
-    """One row of totals: customers, sessions, purchasing sessions, revenue, signals."""
+    """One row of totals: customers, sessions, purchasing sessions, signals, and revenue per currency
+    (``<currency> <amount>; …`` in major units, i.e. minor units / 100: currencies are never added)."""
     return run(
         con,
         """SELECT (SELECT count(*) FROM customers) AS customers, count(*) AS sessions,
                   count(*) FILTER (WHERE len(products_bought) > 0) AS purchasing_sessions,
-                  round(sum(revenue_minor) / 100, 2) AS revenue, (SELECT count(*) FROM signals) AS signals
+                  (SELECT count(*) FROM signals) AS signals,
+                  (SELECT coalesce(string_agg(currency || ' ' || printf('%,.2f', r / 100), '; ' ORDER BY currency), '-')
+                   FROM (SELECT currency, sum(revenue_minor) AS r FROM live_sessions
+                         WHERE currency IS NOT NULL GROUP BY currency)) AS revenue
            FROM live_sessions""",
     )

@@ -11,7 +11,9 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.reports.model import Report
 from pipeline.reports.queries import Frame
@@ -20,38 +22,49 @@ WIDTH = 100
 
 
 def render(report: Report, console: Console) -> None:
-    """Print every section of ``report`` on ``console``."""
+    """Print every section of ``report`` on ``console``, each followed by its caveats in words."""
     when = report.published_at.strftime("%Y-%m-%d %H:%M:%S UTC") if report.published_at else "unknown"
     console.rule(f"[bold]omnistream marketing report[/] · snapshot {when}")
-    console.print(_table("Headline", report.headline))
-    console.print(_table("Funnel by channel (sessions → cart → checkout → purchase)", report.funnel))
-    console.print(_table("Cross-channel vs single-channel journeys", report.cross_vs_single))
-    console.print(_table("Top cross-channel paths", report.paths))
-    console.print(_table("Journey stages (customers, latest day)", _latest_stages(report.stages)))
-    console.print(_table("Churn risk (lowest P(alive) first)", report.churn, wide="reason"))
-    console.print(_table("CLV segments (quintiles)", report.clv))
-    console.print(_table("RFM segments", report.rfm))
-    console.print(_table("Market basket: item pairs", report.rules))
-    console.print(_table("Baskets spanning online and store in one session", report.baskets))
-    console.print(_table("Campaign engagement after start (first 7 days)", _first_days(report.engagement, 7)))
-    console.print(_uplift_table(report))
-    console.print(_table("Data quality", report.quality))
+    money = "money in major units (minor / 100) of the currency shown"
+    sections = (
+        ("headline", _table(f"Headline ({money})", report.headline)),
+        ("funnel", _table("Funnel by channel (sessions → cart → checkout → purchase)", report.funnel)),
+        ("cross_vs_single", _table("Cross-channel vs single-channel journeys", report.cross_vs_single)),
+        ("revenue", _table("Revenue by currency (major units)", report.revenue)),
+        ("paths", _table("Top cross-channel paths", report.paths)),
+        ("stages", _table("Journey stages (customers, latest day)", _latest_stages(report.stages))),
+        ("churn", _table("Churn risk (lowest P(alive) first; CLV in major units)", report.churn, wide="reason")),
+        ("clv", _table("CLV segments (quintiles per currency, major units)", report.clv)),
+        ("rfm", _table("RFM segments (revenue per currency, major units)", report.rfm)),
+        ("basket", _table("Market basket: item pairs bought together", report.rules)),
+        ("", _table("Baskets spanning online and store in one session", report.baskets)),
+        ("engagement", _table("Campaign engagement after start (first 7 days)", _first_days(report.engagement, 7))),
+        ("uplift", _uplift_table(report)),
+        ("quality", _table("Data quality", report.quality)),
+    )
+    for name, table in sections:
+        console.print(table)
+        for note in report.notes_for(name) if name else ():
+            console.print(Padding(Text(note, style="dim"), (0, 0, 0, 2)))
 
 
 def _table(title: str, frame: Frame, wide: str | None = None) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=False, width=None)
     if not frame.columns:
         table.add_column("")
-        table.add_row("[dim]no data in this snapshot yet[/]")
+        table.add_row("[dim]not in this snapshot (see the note below)[/]")
         return table
-    for name in frame.columns:
-        numeric = bool(frame.rows) and isinstance(frame.rows[0][frame.columns.index(name)], int | float)
+    for i, name in enumerate(frame.columns):
+        numeric = bool(frame.rows) and isinstance(frame.rows[0][i], int | float)
+        values = max((len(_fmt(r[i])) for r in frame.rows), default=0)
         table.add_column(
             name,
             justify="right" if numeric else "left",
             no_wrap=True,
             overflow="ellipsis",
             max_width=40 if name == wide else 22,
+            # Numbers, codes and dates are never cut: only long text (ids, reasons) gives way.
+            min_width=min(values, 12) if numeric or values <= 12 else None,
         )
     for row in frame.rows:
         table.add_row(*(_fmt(v) for v in row))
@@ -63,7 +76,7 @@ def _uplift_table(report: Report) -> Table:
     for name in ("arm", "treated", "holdout", "treat %", "hold %", "uplift pp", "95% CI pp", "sig"):
         table.add_column(name, justify="left" if name == "arm" else "right", no_wrap=True, max_width=24)
     if not report.uplifts:
-        table.add_row("[dim]no signals with a holdout yet[/]", *[""] * 7)
+        table.add_row("[dim]none (see below)[/]", *[""] * 7)
     for u in report.uplifts:
         table.add_row(
             u.arm,

@@ -37,6 +37,18 @@ def test_html_report_renders_every_chart_in_chromium(tmp_path: Path) -> None:
     assert all(int(n) > 0 for n in marks.values()), marks
     assert f'data-charts="{len(html.CHARTS)}"' in dom
 
+    # Readable at 700 px: charts shrink with the page and wide tables scroll in their own box, so the page
+    # itself never scrolls sideways.
+    narrow = subprocess.run(
+        [chromium(), *BROWSER_FLAGS, "--window-size=700,2000", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    width = re.search(r'data-page-width="(\d+)"', narrow)
+    assert width is not None and int(width[1]) <= 700, narrow[-2000:]
+
     shot = tmp_path / "report.png"
     subprocess.run(
         [chromium(), *BROWSER_FLAGS, f"--screenshot={shot}", "--window-size=1100,7000", url],

@@ -55,7 +55,7 @@ def test_sections_hold_the_numbers_of_the_warehouse(report: Report) -> None:
     for sessions, cart, checkout, purchase in funnel.values():
         assert sessions >= cart >= checkout >= purchase > 0
     top = report.rules.rows[0]
-    assert {top[0], top[1]} == {"p-000", "p-001"} and top[5] > 1.5
+    assert {top[0], top[1]} == {"p-000", "p-001"} and top[5] > 1.2
     assert {u.arm for u in report.uplifts} <= set(syn.SIGNAL_TYPES) and report.uplifts
     assert {r[0] for r in report.cross_vs_single.rows} == {"cross-channel", "single-channel"}
 

@@ -17,21 +17,47 @@ from sinks.snapshot import open_snapshot
 from tests.unit.test_report import build_snapshot
 
 
-def test_export_writes_hive_partitions_with_every_row(tmp_path: Path) -> None:
+def test_export_writes_the_live_views_by_business_date_without_tombstones(tmp_path: Path) -> None:
     snap = build_snapshot(tmp_path, customers=60)
+    merged = "UPDATE sessions SET status = 'merged', merged_into = 's:0:0' WHERE session_id LIKE 's:1%'"
+    with duckdb.connect(str(snap)) as con:  # plant tombstones as the sink keeps them
+        con.execute(merged)
     out = tmp_path / "parquet"
     for _ in range(2):  # a re-export replaces, never doubles
         result = CliRunner().invoke(app, ["export", "parquet", str(out), "--snapshot", str(snap)])
         assert result.exit_code == 0, result.output
-    assert list((out / "sessions").glob("date=*/*.parquet"))
     with open_snapshot(snap) as con:
-        want = con.execute("SELECT count(*), count(DISTINCT CAST(start_ms AS DATE)) FROM sessions").fetchone()
-    got = (
-        duckdb.connect()
-        .execute(f"SELECT count(*), count(DISTINCT date) FROM read_parquet('{out}/sessions/*/*.parquet')")
-        .fetchone()
+        tombstones = con.execute("SELECT count(*) FROM sessions WHERE status = 'merged'").fetchone()
+        views = {v for (v,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        want = {
+            name: con.execute(f"SELECT count(*) FROM {name}").fetchone()
+            for name in ("live_sessions", "customers", "signals", "daily_channel_metrics", "campaign_outcomes")
+        }
+    assert tombstones is not None and tombstones[0] > 0
+    assert not (out / "sessions").exists()  # the raw table with its tombstones is not exported
+    assert views - {"daily_channel_events"} <= {p.name for p in out.iterdir()}  # every view whose tables exist
+    reader = duckdb.connect()
+    for name, count in want.items():
+        got = reader.execute(f"SELECT count(*) FROM read_parquet('{out}/{name}/*/*.parquet')").fetchone()
+        assert got == count, name
+    status = reader.execute(
+        f"SELECT count(*) FILTER (WHERE status = 'merged'), count(*) FILTER (WHERE date <> CAST(start_ms AS DATE)) "
+        f"FROM read_parquet('{out}/live_sessions/*/*.parquet', hive_partitioning = true)"
+    ).fetchone()
+    assert status == (0, 0)  # no tombstone; every row in the partition of the day its session started
+    days = reader.execute(
+        f"SELECT count(DISTINCT date), count(*) FILTER (WHERE date <> day) "
+        f"FROM read_parquet('{out}/daily_channel_metrics/*/*.parquet', hive_partitioning = true)"
+    ).fetchone()
+    assert days is not None and days[0] > 1 and days[1] == 0
+
+
+def test_export_refuses_the_raw_sessions_table(tmp_path: Path) -> None:
+    snap = build_snapshot(tmp_path, customers=10)
+    result = CliRunner().invoke(
+        app, ["export", "parquet", str(tmp_path / "out"), "--snapshot", str(snap), "--tables", "sessions"]
     )
-    assert got == want
+    assert result.exit_code == 2 and "live_sessions" in result.output
 
 
 def test_sql_reads_the_snapshot(tmp_path: Path) -> None:
