@@ -35,6 +35,8 @@ OFFSETS = "_sink_offsets"
 REJECTS = "_sink_rejects"
 ALIAS = "_identity_alias"
 META = "_sink_meta"
+ERASED = "_erased"  # sinks/erasure.py: tokens of what was erased (the sink's copy of the suppression list)
+ERASURE_LOG = "_erasure_log"  # sinks/erasure.py: rows each erasure request removed, per table
 
 _SYSTEM_DDL = (
     f"""CREATE TABLE IF NOT EXISTS {OFFSETS} (
@@ -45,6 +47,10 @@ _SYSTEM_DDL = (
         value BLOB, stored_at TIMESTAMP NOT NULL, PRIMARY KEY (topic, "partition", "offset"))""",
     f"CREATE TABLE IF NOT EXISTS {ALIAS} (old_id VARCHAR PRIMARY KEY, final_id VARCHAR NOT NULL)",
     f"CREATE TABLE IF NOT EXISTS {META} (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    f"""CREATE TABLE IF NOT EXISTS {ERASED} (token VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL,
+        request_id VARCHAR NOT NULL, erased_at TIMESTAMP NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {ERASURE_LOG} (request_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL,
+        rows_deleted BIGINT NOT NULL, erased_at TIMESTAMP NOT NULL)""",
 )
 
 

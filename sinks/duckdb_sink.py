@@ -52,11 +52,10 @@ from pipeline.privacy.tokens import Tokens
 from sinks.columnar import PreparedBatch, PreparedTable, first_per_key, prepare
 from sinks.contract import Batch, Reject, SinkInfraError, TopicPartition, WriteResult
 from sinks.duckdb_schema import META, OFFSETS, REJECTS, ensure_schema, quote
-from sinks.erasure import DDL as ERASURE_DDL
 from sinks.erasure import ErasedSet, ErasureMessage, apply_erasures, keep_rows
 from sinks.metrics import SinkMeter, SinkMetrics
 from sinks.repoint import alias_join, apply_merges
-from sinks.snapshot import SnapshotInfo, publish_snapshot, remove_leftovers
+from sinks.snapshot import STORAGE_VERSION, SnapshotInfo, publish_snapshot, remove_leftovers
 from sinks.tables import BoundTable
 
 log = logging.getLogger(__name__)
@@ -190,12 +189,12 @@ class DuckDBSink:
     def _connect(self) -> None:
         self.close()
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.db_path))
+        # A new live file in the snapshot readers' storage version: publishing is then a plain copy, not a
+        # conversion (sinks/snapshot.py); an existing file keeps the version it has.
+        con = duckdb.connect(str(self.db_path), config={"storage_compatibility_version": STORAGE_VERSION})
         try:
             con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
             ensure_schema(con, self.tables)
-            for ddl in ERASURE_DDL:
-                con.execute(ddl)
             rows = con.execute(f'SELECT topic, "partition", next_offset FROM {OFFSETS}').fetchall()
             self._erased = ErasedSet.load(con)
         except BaseException:

@@ -29,17 +29,9 @@ from pipeline.domain.identity_rules import KINDS
 from pipeline.privacy.suppression import FAILED, NODE, PROFILE, Suppression
 from pipeline.privacy.tokens import Tokens
 from sinks.columnar import PreparedTable
-from sinks.duckdb_schema import ALIAS, quote
+from sinks.duckdb_schema import ALIAS, ERASED, ERASURE_LOG, quote
 from sinks.tables import BoundTable
 
-ERASED = "_erased"
-ERASURE_LOG = "_erasure_log"
-DDL = (
-    f"""CREATE TABLE IF NOT EXISTS {ERASED} (token VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL,
-        request_id VARCHAR NOT NULL, erased_at TIMESTAMP NOT NULL)""",
-    f"""CREATE TABLE IF NOT EXISTS {ERASURE_LOG} (request_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL,
-        rows_deleted BIGINT NOT NULL, erased_at TIMESTAMP NOT NULL)""",
-)
 
 
 @dataclass(frozen=True, slots=True)
