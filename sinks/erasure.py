@@ -33,7 +33,6 @@ from sinks.duckdb_schema import ALIAS, ERASED, ERASURE_LOG, quote
 from sinks.tables import BoundTable
 
 
-
 @dataclass(frozen=True, slots=True)
 class ErasureMessage:
     """One suppression record as the sink read it, with where it came from (its offset is committed with it)."""

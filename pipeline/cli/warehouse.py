@@ -78,7 +78,8 @@ def parquet(
     (read_parquet('<out>/live_sessions/*/*.parquet', hive_partitioning=true))."""
     from sinks.export import export_parquet
 
-    path = snapshot or warehouse_snapshot_path(load_settings())
+    settings = load_settings()
+    path = snapshot or warehouse_snapshot_path(settings)
     console = Console()
     con = open_snapshot_or_exit(path, console)
     names = [t.strip() for t in tables.split(",") if t.strip()] if tables else None
@@ -89,6 +90,17 @@ def parquet(
             raise typer.BadParameter(str(error), param_hint="--tables") from error
     for table, rows in written.items():
         console.print(f"  {table:<22} {rows:>10,} rows -> {out / table}")
+    record_export(settings.state_dir, out)
+
+
+def record_export(state_dir: Path, out: Path) -> None:
+    """Note the export in ``<state dir>/exports.jsonl``: it holds personal data that erasure cannot reach, so
+    ``omnistream privacy erase`` lists the exports written before it (docs/privacy.md)."""
+    import json
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / "exports.jsonl").open("a") as log:
+        log.write(json.dumps({"path": str(out.resolve()), "at": int(time.time() * 1000)}) + "\n")
 
 
 def open_snapshot_or_exit(path: Path, console: Console) -> duckdb.DuckDBPyConnection:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from typer.testing import CliRunner
@@ -103,3 +104,20 @@ def test_report_json_and_csv_carry_every_section(tmp_path: Path) -> None:
     funnel = [r for r in rows if r["section"] == "funnel"]
     assert len(funnel) == len(data.funnel) * len(data.funnel.columns)
     assert {r["column"] for r in funnel} == set(data.funnel.columns)
+
+
+def test_an_export_is_recorded_so_erasure_can_name_it(tmp_path: Path, monkeypatch: Any) -> None:
+    from pipeline.cli.privacy import _exports
+    from pipeline.settings import load_settings
+
+    snap = build_snapshot(tmp_path, customers=20)
+    monkeypatch.setenv("OMNISTREAM_STATE_DIR", str(tmp_path / "state"))
+    outs = [tmp_path / "first", tmp_path / "second"]
+    for out in outs:
+        result = CliRunner().invoke(app, ["export", "parquet", str(out), "--snapshot", str(snap)])
+        assert result.exit_code == 0, result.output
+    assert _exports(load_settings()) == sorted(p.resolve() for p in outs)
+    import shutil
+
+    shutil.rmtree(outs[0])  # deleted by the operator: no longer listed
+    assert _exports(load_settings()) == [outs[1].resolve()]
