@@ -183,6 +183,7 @@ async def _publish(
     then: list[tuple[Any, Sequence[KeyValue]]] = [
         (outputs["signals"], gather(lambda o: o.journey.signals)),
         (outputs["customer-profiles"], gather(lambda o: o.journey.profiles)),
+        (outputs["order-lines"], gather(lambda o: o.journey.order_lines)),
         (outputs["resolved"], resolved),
     ]
     await publish_all(then, retry, metrics.infra_retries)

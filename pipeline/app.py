@@ -221,6 +221,7 @@ def register_identity_and_journey(
         "journey-stages": _topic(app, t("journey-stages")),
         "signals": _topic(app, t("signals")),
         "customer-profiles": _topic(app, t("customer-profiles")),
+        "order-lines": _topic(app, t("order-lines")),
         "failed": _topic(app, t("failed-events")),
     }
     client = settings_client_config(settings)

@@ -28,6 +28,7 @@ KEYED_TOPICS = (
     "journey-stages",
     "signals",
     "customer-profiles",
+    "order-lines",
 )
 FOREVER = {"retention.ms": "-1"}
 COMPACTED = {"cleanup.policy": "compact"}

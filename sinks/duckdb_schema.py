@@ -74,14 +74,15 @@ VIEWS: tuple[View, ...] = (
     View(
         "daily_channel_metrics",
         ("sessions",),
-        """SELECT CAST(s.start_ms AS DATE) AS day, ch.channel AS channel, count(*) AS sessions,
-                  count(DISTINCT s.customer_id) AS customers,
+        """SELECT CAST(s.start_ms AS DATE) AS day, ch.channel AS channel, s.currency AS currency,
+                  count(*) AS sessions, count(DISTINCT s.customer_id) AS customers,
                   count(*) FILTER (WHERE len(s.products_bought) > 0) AS purchasing_sessions,
                   sum(s.revenue_minor) AS revenue_minor,
                   count(*) FILTER (WHERE len(s.channels) > 1) AS cross_channel_sessions
            FROM live_sessions AS s, unnest(s.channels) AS ch(channel) GROUP BY ALL""",
-        "Per UTC day and channel: sessions touching the channel, customers, purchasing sessions, revenue of "
-        "those sessions (a cross-channel session counts once for each of its channels).",
+        "Per UTC day, channel and currency: sessions touching the channel, customers, purchasing sessions, "
+        "revenue of those sessions in that currency (a cross-channel session counts once for each of its "
+        "channels; sessions without a purchase have no currency).",
     ),
     View(
         "session_baskets",
@@ -107,21 +108,35 @@ VIEWS: tuple[View, ...] = (
         "campaign_outcomes",
         ("sessions", "signals"),
         """SELECT g.signal_id, g.signal_type, g.campaign_id, g.customer_id, g.holdout, g.event_time,
-                  count(s.session_id) > 0 AS converted_7d, coalesce(sum(s.revenue_minor), 0) AS revenue_7d_minor
+                  count(s.session_id) > 0 AS converted_7d, any_value(s.currency) AS currency,
+                  CASE WHEN count(DISTINCT s.currency) <= 1 THEN coalesce(sum(s.revenue_minor), 0) END
+                      AS revenue_7d_minor
            FROM signals AS g LEFT JOIN live_sessions AS s
              ON s.customer_id = g.customer_id AND len(s.products_bought) > 0
             AND s.start_ms > g.event_time AND s.start_ms <= g.event_time + INTERVAL 7 DAY
            GROUP BY ALL""",
-        "Every signal (treated or randomised holdout) with whether its customer bought within 7 days after it: "
-        "the input of the uplift report.",
+        "Every signal (treated or randomised holdout) with whether its customer bought within 7 days after it "
+        "and for how much (in `currency`; NULL when the purchases were in several currencies): the input of the "
+        "uplift report.",
     ),
     View(
         "daily_channel_events",
         ("customer_events",),
-        """SELECT CAST(event_time AS DATE) AS day, channel, event_type, count(*) AS events,
+        """SELECT CAST(event_time AS DATE) AS day, channel, event_type, currency, count(*) AS events,
                   sum(amount_minor) AS amount_minor
            FROM customer_events GROUP BY ALL""",
-        "Canonical events per UTC day, channel and event type (amount_minor summed across currencies).",
+        "Canonical events per UTC day, channel, event type and currency (amounts never summed across "
+        "currencies).",
+    ),
+    View(
+        "purchases",
+        ("order_lines",),
+        """SELECT customer_id, event_id, any_value(order_id) AS order_id, min(event_time) AS event_time,
+                  any_value(channel) AS channel, any_value(store_id) AS store_id, currency,
+                  sum(quantity) AS items, sum(amount_minor) AS amount_minor, sum(amount_minor) / 100.0 AS amount
+           FROM order_lines GROUP BY customer_id, event_id, currency""",
+        "One row per purchase (its order lines summed): what `omnistream model fit --duckdb` reads. `amount` is "
+        "in major units for two-decimal currencies (amount_minor / 100).",
     ),
 )
 

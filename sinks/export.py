@@ -38,6 +38,8 @@ EXPORTS: dict[str, str] = {
     "campaign_exposures": "day",
     "campaign_outcomes": "event_time",
     "daily_channel_events": "day",
+    "order_lines": "event_time",
+    "purchases": "event_time",
 }
 
 #: Raw tables a user may ask for by habit, and what to export instead.

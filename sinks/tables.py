@@ -157,6 +157,14 @@ TABLES: dict[str, TableSpec] = {
             doc="Current profile per surviving customer (highest version); absorbed profiles are removed.",
         ),
         TableSpec(
+            name="order_lines",
+            topic="order-lines",
+            subject="order-line",
+            key=("line_id",),
+            customer_column="customer_id",
+            doc="One row per purchased line (product, quantity, its share of the purchase total, currency).",
+        ),
+        TableSpec(
             name="identity_merges",
             topic="identity-merges",
             subject="identity-merge",
@@ -170,6 +178,8 @@ TABLES: dict[str, TableSpec] = {
 #: Tables the sink consumes by default: every registered one but the (large) canonical events, which the
 #: ``sink_customer_events`` setting adds.
 DEFAULT_TABLES: tuple[str, ...] = tuple(name for name in TABLES if name != "customer_events")
+#: The logical topics a default sink reads (its tables' and the suppression list): what "caught up" waits for.
+SINK_TOPICS: tuple[str, ...] = (*(TABLES[name].topic for name in DEFAULT_TABLES), "privacy-suppressions")
 
 
 def bind_tables(

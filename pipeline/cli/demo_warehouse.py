@@ -11,8 +11,7 @@ from rich.console import Console
 from pipeline.cli.children import start_child, stop_child
 from pipeline.settings import Settings
 from pipeline.topic_reader import topic_end_total
-
-SINK_TOPICS = ("sessions", "journey-stages", "signals", "customer-profiles", "identity-merges", "failed-events")
+from sinks.tables import SINK_TOPICS
 
 
 def run_warehouse(console: Console, settings: Settings, env: dict[str, str], workdir: Path, timeout: float) -> int:

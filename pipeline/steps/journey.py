@@ -66,7 +66,7 @@ class JourneyOutput:
 
     def _lists(self) -> tuple[list[Any], ...]:
         j = self.journey
-        return self.sessions, self.failed, self.entries, j.transitions, j.signals, j.profiles
+        return self.sessions, self.failed, self.entries, j.transitions, j.signals, j.profiles, j.order_lines
 
     def mark(self) -> tuple[int, ...]:
         """Where the outputs stand, for :meth:`rewind`."""

@@ -24,6 +24,7 @@ from pipeline.clock import Clock, SystemClock
 from pipeline.domain import churn, stages, triggers
 from pipeline.domain.churn import ChurnPolicy, Score
 from pipeline.domain.eventtime import version_at
+from pipeline.domain.orders import order_lines
 from pipeline.domain.records import CustomerEventRecord
 from pipeline.domain.stages import Transition
 from pipeline.domain.triggers import Candidate, TriggerPolicy
@@ -49,6 +50,7 @@ class SignalsOutput:
     transitions: list[KeyValue] = field(default_factory=list)
     signals: list[KeyValue] = field(default_factory=list)
     profiles: list[KeyValue] = field(default_factory=list)
+    order_lines: list[KeyValue] = field(default_factory=list)
 
 
 class JourneySignals:
@@ -101,9 +103,13 @@ class JourneySignals:
             prof.known = prof.known or any(ev[k] for k in ("customer_id", "email_hash", "loyalty_id", "phone_hash"))
             prof.carted = prof.carted or ev["event_type"] == "add_to_cart"
             churn.add_activity(s, t)
+            money = event_money(ev) if ev["event_type"] in triggers.PURCHASES else 0
             bought = ev["event_type"] in triggers.PURCHASES and churn.add_purchase(
-                s, ev["event_id"], t, event_money(ev), ev["currency"]
+                s, ev["event_id"], t, money, ev["currency"]
             )
+            if bought:  # the first time this purchase is applied: its lines (a replay repeats the same line ids)
+                for line in order_lines(ev, customer, money):
+                    out.order_lines.append((customer.encode(), self._codec.encode("order-line", line)))
             sentiment = ev["sentiment"]
             if sentiment is not None and sentiment <= churn.NEGATIVE_SENTIMENT:
                 s.last_negative_ms = t if s.last_negative_ms is None else max(s.last_negative_ms, t)

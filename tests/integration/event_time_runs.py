@@ -28,11 +28,11 @@ from pipeline.simulate.truth import TruthRecorder
 from pipeline.topic_reader import topic_end_total
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
+from sinks.tables import SINK_TOPICS
 from tests.integration.pipeline_env import PipelineEnv
 from tests.integration.processes import Proc, wait_until
 
 TABLES = (*COMPARED, "failed_events")
-SINK_TOPICS = ("sessions", "journey-stages", "signals", "customer-profiles", "identity-merges", "failed-events")
 LATENESS_S = 4 * 3600  # below the simulator's longest delivery delay (12 h): some valid events are late
 IDLE_S = 2
 

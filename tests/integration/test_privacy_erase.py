@@ -31,14 +31,15 @@ from pipeline.topic_reader import iter_topic, topic_end_total
 from pipeline.topics import journey_state_spec
 from schemas.codec import AvroCodec
 from schemas.registry import FileSchemaRegistry
-from tests.integration.event_time_runs import IDLE_S, LATENESS_S, SINK_TOPICS, Run, SimInput, finish, make_input, send
+from sinks.tables import SINK_TOPICS
+from tests.integration.event_time_runs import IDLE_S, LATENESS_S, Run, SimInput, finish, make_input, send
 from tests.integration.pipeline_env import PipelineEnv, free_port
 from tests.integration.processes import Proc, wait_until
 
 NOW = int(time.time() * 1000)
 CONFIG = SimConfig(customers=400, days=14, seed=41, end_ms=NOW - NOW % 60_000)
 CODEC = AvroCodec(FileSchemaRegistry())
-TABLES = ("sessions", "journey_transitions", "signals", "customers", "identity_merges", "failed_events")
+TABLES = ("sessions", "journey_transitions", "signals", "customers", "order_lines", "identity_merges", "failed_events")
 
 
 def latest(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
@@ -49,7 +50,7 @@ def person_rows(snapshot: Path, profiles: set[str]) -> dict[str, int]:
     with duckdb.connect(str(snapshot), read_only=True) as con:
         ids = sorted(profiles)
         out = {t: con.execute(f"SELECT count(*) FROM {t} WHERE list_contains(?, customer_id)", [ids]).fetchone()[0]
-               for t in ("sessions", "journey_transitions", "signals", "customers")}  # fmt: skip
+               for t in ("sessions", "journey_transitions", "signals", "customers", "order_lines")}  # fmt: skip
         out["identity_merges"] = con.execute("SELECT count(*) FROM identity_merges WHERE list_contains(?, old_id) "
                                              "OR list_contains(?, new_id)", [ids, ids]).fetchone()[0]  # fmt: skip
         out["_identity_alias"] = con.execute("SELECT count(*) FROM _identity_alias WHERE list_contains(?, old_id) "
@@ -153,7 +154,7 @@ def test_erasing_a_merged_person_removes_them_everywhere_and_nobody_else(
             == (0, 0, 0, 0)  # fmt: skip
         assert sum(second["warehouse_rows_deleted"].values()) == 0
         assert worker.terminate() == 0, worker.log_tail()
-        want = sum(topic_end_total(env.bootstrap, s.topic(t)) for t in (*SINK_TOPICS, "privacy-suppressions"))
+        want = sum(topic_end_total(env.bootstrap, s.topic(t)) for t in SINK_TOPICS)
 
         def stored() -> bool:
             with duckdb.connect(str(snapshot), read_only=True) as con:
