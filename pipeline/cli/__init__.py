@@ -13,6 +13,7 @@ from pipeline.cli.evaluate import evaluate_app
 from pipeline.cli.failed import failed_app
 from pipeline.cli.kafka import kafka_app
 from pipeline.cli.model import model_app
+from pipeline.cli.model_validate import validate as _validate  # noqa: F401  (registers `model validate`)
 from pipeline.cli.privacy import privacy_app
 from pipeline.cli.report import report
 from pipeline.cli.simulate import simulate

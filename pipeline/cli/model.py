@@ -42,6 +42,34 @@ def _from_duckdb(path: Path, query: str) -> list[Transaction]:
     ]
 
 
+def load_purchases(
+    transactions: Path | None, duckdb_path: Path | None, query: str, layout: Layout, err: Console
+) -> list[Transaction]:
+    """The purchases of ``--transactions`` or ``--duckdb`` (exactly one); exit 2 for an ambiguous file layout,
+    1 when there is no purchase."""
+    if (transactions is None) == (duckdb_path is None):
+        raise typer.BadParameter("give exactly one of --transactions and --duckdb")
+    if transactions is not None:
+        try:
+            rows = list(read_transactions(transactions, layout))
+        except LayoutError as exc:
+            err.print(f"[red]{transactions}: {exc} (--layout)[/]", highlight=False)
+            raise typer.Exit(2) from exc
+        bad = [r for r in rows if isinstance(r, BadLine)]
+        for b in bad[:5]:
+            err.print(f"[yellow]skipped line {b.line}:[/] {b.reason}", highlight=False)
+        if bad:
+            err.print(f"{len(bad)} bad lines skipped of {len(rows)}")
+        txs = [r for r in rows if isinstance(r, Transaction)]
+    else:
+        assert duckdb_path is not None
+        txs = _from_duckdb(duckdb_path, query)
+    if not txs:
+        err.print("[red]no purchases to fit on[/]")
+        raise typer.Exit(1)
+    return txs
+
+
 @model_app.command("fit")
 def fit(
     transactions: Annotated[Path | None, typer.Option(help="Purchase file (CSV or whitespace/CDNOW layout)")] = None,
@@ -70,26 +98,7 @@ def fit(
     err = Console(stderr=True, soft_wrap=True)
     if variant not in VARIANTS:
         raise typer.BadParameter(f"unknown variant {variant!r}", param_hint="--variant")
-    if (transactions is None) == (duckdb_path is None):
-        raise typer.BadParameter("give exactly one of --transactions and --duckdb")
-    if transactions is not None:
-        try:
-            rows = list(read_transactions(transactions, layout))
-        except LayoutError as exc:
-            err.print(f"[red]{transactions}: {exc} (--layout)[/]", highlight=False)
-            raise typer.Exit(2) from exc
-        bad = [r for r in rows if isinstance(r, BadLine)]
-        for b in bad[:5]:
-            err.print(f"[yellow]skipped line {b.line}:[/] {b.reason}", highlight=False)
-        if bad:
-            err.print(f"{len(bad)} bad lines skipped of {len(rows)}")
-        txs = [r for r in rows if isinstance(r, Transaction)]
-    else:
-        assert duckdb_path is not None
-        txs = _from_duckdb(duckdb_path, query)
-    if not txs:
-        err.print("[red]no purchases to fit on[/]")
-        raise typer.Exit(1)
+    txs = load_purchases(transactions, duckdb_path, query, layout, err)
     end = parse_day(calibration_end) if calibration_end else max(t.day for t in txs)
     summary = summarise(txs, end, unit_days)
     err.print(f"fitting {variant} on {len(summary.customers):,} customers, calibration ending {end}")

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import duckdb
 
-from pipeline.models.params import ModelParams
+from pipeline.models.checks import fit_caveats as fit_caveats  # the report's callers find it here too
 from pipeline.reports.queries import Frame, run
 
 #: Below this many units a percentage is shown with a caveat (one unit moves it by more than 3 points).
 MIN_SAMPLE = 30
-#: Fitted BTYD parameters beyond [1/EDGE, EDGE] are treated as not identified by the data.
-EDGE = 1e4
 
 
 def small_base(what: str, n: int, unit: str) -> str | None:
@@ -42,31 +40,6 @@ def percentage_caveats(frame: Frame, label: str, base: str, unit: str) -> list[s
     notes = [small_base(str(row[0]), int(row[1] or 0), unit)
              for row in zip(frame.column(label), frame.column(base), strict=True)]  # fmt: skip
     return [n for n in notes if n]
-
-
-def fit_caveats(params: ModelParams | None) -> list[str]:
-    """Warnings about a fitted parameter set the scores come from; [] when it looks identified."""
-    if params is None:
-        return []
-    notes = []
-    odd = [f"{name} = {value:.3g}" for name, value in params.bg._asdict().items() if not 1 / EDGE <= value <= EDGE]
-    if odd:
-        notes.append(
-            f"The purchase model ({params.version}, fitted on {params.customers:,} customers) is degenerate: "
-            f"{', '.join(odd)} lies beyond 10^±4, so the data did not determine it. P(alive), expected purchases "
-            "and CLV built on it are unreliable: refit on a longer or larger history (`omnistream model fit`)."
-        )
-    if params.gg is not None:
-        gg_odd = [f"{n} = {v:.3g}" for n, v in params.gg._asdict().items() if not 1 / EDGE <= v <= EDGE]
-        if params.gg.q <= 1:
-            notes.append(f"The spend model has q = {params.gg.q:.3g} <= 1 (no finite mean spend): CLV is not computed.")
-        elif gg_odd:
-            notes.append(
-                f"The spend model ({params.version}) is degenerate: {', '.join(gg_odd)} lies beyond 10^±4; CLV "
-                "rests on it and is unreliable (check that the purchase file's amount column is money, not "
-                "quantity)."
-            )
-    return notes
 
 
 def churn_empty_reason(con: duckdb.DuckDBPyConnection) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from pipeline.models.checks import fit_caveats
 from pipeline.models.params import ModelParams
 from pipeline.reports import basket, caveats, queries
 from pipeline.reports.basket import Thresholds
@@ -100,7 +101,7 @@ def _notes(con: duckdb.DuckDBPyConnection, r: Report, params: ModelParams | None
     notes["paths"] += caveats.percentage_caveats(r.paths, "path", "sessions", "session")
     if not r.churn.rows:
         notes["churn"].append(caveats.churn_empty_reason(con))
-    fit = caveats.fit_caveats(params)
+    fit = fit_caveats(params)
     notes["churn"] += fit
     notes["clv"] += fit
     if r.clv.rows and len(set(zip(r.clv.column("clv_min"), r.clv.column("clv_max"), strict=True))) < len(r.clv.rows):
