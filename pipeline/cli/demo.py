@@ -189,7 +189,7 @@ def _wait_drained(
 
 
 def _journeys(console: Console, settings: Settings, truth_path: Path) -> int:
-    from pipeline.cli.evaluate import MIN_PRECISION, MIN_RECALL, _read_state, read_attribution, read_merges
+    from pipeline.cli.evaluate import MIN_PRECISION, MIN_RECALL, _read_state, read_session_attribution
     from pipeline.domain.pii import Pseudonymiser
     from pipeline.evaluate.identity import evaluate_identity
     from pipeline.evaluate.sessions import evaluate_sessions
@@ -211,12 +211,10 @@ def _journeys(console: Console, settings: Settings, truth_path: Path) -> int:
     secret = settings.pii_secret.get_secret_value().encode()
     truth = json.loads(truth_path.read_text())
     ident = evaluate_identity(events, assignments, shared, truth, Pseudonymiser(secret)).scores
+    policy = _session_policy(settings)
+    att = read_session_attribution(settings, codec, events, policy)
     diff, n_stream, n_batch = evaluate_sessions(
-        _session_records(settings, codec),
-        events,
-        read_attribution(settings, codec),
-        _session_policy(settings),
-        read_merges(settings, codec),
+        _session_records(settings, codec), events, att.final, policy, att.merges, att.apart
     )
     ok = ident.precision >= MIN_PRECISION and ident.recall >= MIN_RECALL and diff.differing == 0
     console.print(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pipeline.evaluate.sessions import Attribution
 
 evaluate_app = typer.Typer(help="Check streamed identities and sessions against truth / batch recomputation.")
 
@@ -37,20 +40,24 @@ def _read_state(settings: Settings) -> tuple[dict[str, str], set[str], list[Any]
     return replica.assignments, replica.shared, events
 
 
-def read_merges(settings: Settings, codec: Any) -> dict[str, str]:
-    """old profile id -> the profile it was merged into, from identity-merges (the first merge of an id wins)."""
+def read_merge_records(settings: Settings, codec: Any) -> list[dict[str, Any]]:
+    """The identity-merges records of a run."""
     from pipeline.topic_reader import iter_topic
 
+    return [dict(codec.decode(m.value).record) for m in iter_topic(settings.kafka_bootstrap,
+                                                                    settings.topic("identity-merges"))]  # fmt: skip
+
+
+def read_merges(settings: Settings, codec: Any) -> dict[str, str]:
+    """old profile id -> the profile it was merged into, from identity-merges (the first merge of an id wins)."""
     out: dict[str, str] = {}
-    for m in iter_topic(settings.kafka_bootstrap, settings.topic("identity-merges")):
-        record = codec.decode(m.value).record
+    for record in read_merge_records(settings, codec):
         out.setdefault(record["old_id"], record["new_id"])
     return out
 
 
-def read_attribution(settings: Settings, codec: Any) -> dict[str, str]:
-    """event id -> final profile, from resolved-events (first key per event) and identity-merges."""
-    from pipeline.evaluate.sessions import final_attribution
+def read_first_keys(settings: Settings, codec: Any) -> dict[str, str]:
+    """event id -> the profile it was first resolved to, from resolved-events (first key per event)."""
     from pipeline.steps.bundles import read
     from pipeline.topic_reader import iter_topic
 
@@ -60,7 +67,22 @@ def read_attribution(settings: Settings, codec: Any) -> dict[str, str]:
             decoded = codec.decode(entry.value)
             if decoded.subject == "customer-event" and entry.key:
                 first.setdefault(decoded.record["event_id"], entry.key.decode())
-    return final_attribution(first, read_merges(settings, codec).items())
+    return first
+
+
+def read_attribution(settings: Settings, codec: Any) -> dict[str, str]:
+    """event id -> final profile, from resolved-events (first key per event) and identity-merges."""
+    from pipeline.evaluate.sessions import final_attribution
+
+    return final_attribution(read_first_keys(settings, codec), read_merges(settings, codec).items())
+
+
+def read_session_attribution(settings: Settings, codec: Any, events: list[Any], policy: Any) -> Attribution:
+    """The attribution ``evaluate sessions`` recomputes with: final profiles, merges and the sessions that merges
+    did not hand over (:func:`pipeline.evaluate.sessions.attribute`)."""
+    from pipeline.evaluate.sessions import attribute
+
+    return attribute(read_first_keys(settings, codec), read_merge_records(settings, codec), events, policy)
 
 
 @evaluate_app.command("identity")
@@ -104,9 +126,9 @@ def sessions(
     codec = AvroCodec(FileSchemaRegistry())
     records = [codec.decode(m.value).record for m in iter_topic(settings.kafka_bootstrap,
                                                                 settings.topic("sessions"))]  # fmt: skip
-    attribution = read_attribution(settings, codec)
-    diff, n_stream, n_batch = evaluate_sessions(records, events, attribution, session_policy(settings),
-                                                read_merges(settings, codec))  # fmt: skip
+    policy = session_policy(settings)
+    att = read_session_attribution(settings, codec, events, policy)
+    diff, n_stream, n_batch = evaluate_sessions(records, events, att.final, policy, att.merges, att.apart)
     Console().print(
         f"sessions: {n_stream} streamed, {n_batch} recomputed; {diff.differing} streamed sessions differ, "
         f"{len(diff.only_batch)} recomputed sessions have no streamed twin"

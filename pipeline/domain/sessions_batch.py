@@ -39,7 +39,7 @@ def batch_sessions(
     out: list[SessionSummary] = []
     for customer_id, events in events_by_customer.items():
         facts = sorted({(e["event_time"], e["event_id"]): fact_of(e) for e in events}.values())
-        for group in _linked_groups(facts, policy):
+        for group in linked_groups(facts, policy):
             starts = piece_starts([f.t for f in group], policy.max_duration_ms)
             bot = len(starts) > 1
             for a, b in zip(starts, [*starts[1:], len(group)], strict=True):
@@ -47,8 +47,9 @@ def batch_sessions(
     return out
 
 
-def _linked_groups(facts: list[Fact], policy: SessionPolicy) -> list[list[Fact]]:
-    """Split sorted facts where no link crosses: between i and i+1 unless some b > i links to some a <= i."""
+def linked_groups(facts: list[Fact], policy: SessionPolicy) -> list[list[Fact]]:
+    """The sessions of sorted facts before the bot cap: split where no link crosses, i.e. between i and i+1 unless
+    some b > i links to some a <= i."""
     n = len(facts)
     # earliest[b]: the smallest index a < b linked to b (b itself when none).
     earliest = list(range(n))

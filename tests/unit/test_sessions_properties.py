@@ -1,5 +1,6 @@
 """Property tests: the streaming sessioniser equals the batch reference for in-order input with any micro-batch
-boundaries and sweeps, for any arrival order within the grace, and across identity merges."""
+boundaries and sweeps, for any arrival order within the grace, and across identity merges (also merges decided
+after a session became final, against the recomputation of ``omnistream evaluate sessions``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pipeline.domain.sessions import add_events, merge_states, sweep
 from pipeline.domain.sessions_batch import batch_sessions, comparable, latest_versions
 from pipeline.domain.sessions_state import CustomerSessions
 from pipeline.domain.sessions_summary import SessionPolicy, SessionVersion
+from pipeline.evaluate.sessions import Merge, evaluate_sessions, kept_apart
 from tests.unit.test_sessions import event
 
 MIN = 60_000
@@ -171,3 +173,57 @@ def test_identity_merge_equals_batch_of_the_union(
         versions.extend(update.versions)
     versions.extend(sweep(state, 10**15, policy).versions)
     assert final_sessions(versions) == Counter(map(comparable, batch_sessions({"A": events}, policy)))
+
+
+SHORT_GRACE = [SessionPolicy(grace_ms=60 * MIN), SessionPolicy(grace_ms=0)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=customer_events("p"), policy=st.sampled_from(SHORT_GRACE), data=st.data())
+def test_a_merge_hands_over_what_is_not_final_and_the_evaluator_recomputes_exactly_that(
+    events: list[CustomerEventRecord], policy: SessionPolicy, data: st.DataObject
+) -> None:
+    # B is merged into A at clock M, maybe long after some sessions of either became final (then dropped from state:
+    # those keep their own session, docs/time.md). The journey sweeps at every instant, the merge's included.
+    owner = data.draw(st.lists(st.booleans(), min_size=len(events), max_size=len(events)))
+    split = data.draw(st.integers(0, len(events)))
+    after = events[split - 1]["event_time"] if split else 0
+    settled = policy.reach_ms + policy.grace_ms
+    delay = data.draw(st.sampled_from([0, 1, settled - 1, settled, settled + 1]) | st.integers(0, 10 * settled))
+    at = after + delay if split == len(events) else min(after + delay, events[split]["event_time"])
+    states: dict[str, CustomerSessions | None] = {"A": None, "B": None}
+    versions: list[SessionVersion] = []
+
+    def sweep_all(clock: int) -> None:
+        for name, state in states.items():
+            if state is not None:
+                swept = sweep(state, clock, policy)
+                states[name] = swept.state
+                versions.extend(swept.versions)
+
+    first: dict[str, str] = {}
+    for e, to_a in zip(events[:split], owner, strict=False):
+        customer = first[e["event_id"]] = "A" if to_a else "B"
+        sweep_all(e["event_time"])
+        update = add_events(states[customer], customer, [e], e["event_time"], policy)
+        states[customer] = update.state
+        versions.extend(update.versions)
+    sweep_all(at)
+    if states["B"] is not None:
+        merged = merge_states(states["A"], states["B"], "A", policy, at)
+        states["A"] = merged.state
+        versions.extend(merged.versions)
+    states["B"] = None
+    for e in events[split:]:
+        first[e["event_id"]] = "A"
+        sweep_all(e["event_time"])
+        update = add_events(states["A"], "A", [e], e["event_time"], policy)
+        assert update.late == []
+        states["A"] = update.state
+        versions.extend(update.versions)
+    sweep_all(10**15)
+
+    apart = kept_apart(first, [Merge(at, at, "link", "B", "A")], events, {}, policy)
+    diff, _, _ = evaluate_sessions([v.to_record() for v in versions], events, dict.fromkeys(first, "A"), policy,
+                                   {"B": "A"}, apart)  # fmt: skip
+    assert diff.differing == 0 and diff.only_batch == [], diff
