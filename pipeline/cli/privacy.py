@@ -109,6 +109,7 @@ def erase(
     result: dict[str, Any] = {"request": request, "dry_run": dry_run, "already_erased": plan.already,
                               **plan.counts(), "shared_identifiers_kept": len(plan.person.shared),
                               "failed_events_by_reference": plan.failed_by_reference,
+                              "failed_events_unreadable": plan.failed_unreadable,
                               "link_bundles_not_replaceable": plan.old_links,
                               "exports_to_delete": [str(p) for p in exports]}  # fmt: skip
     if not dry_run:
@@ -245,6 +246,11 @@ def _print(console: Any, result: dict[str, Any]) -> None:
     if result["failed_events_by_reference"]:
         console.print(f"{result['failed_events_by_reference']} failed event(s) keep their original only in the input "
                       "topic; they go with its retention")  # fmt: skip
+    if result["failed_events_unreadable"]:
+        console.print(
+            f"[yellow]{result['failed_events_unreadable']} failed event(s) are sealed under another secret "
+            "(before a rotation) and cannot be attributed; delete them with the old deployment[/]"
+        )
     if result["link_bundles_not_replaceable"]:
         console.print(
             f"[yellow]{result['link_bundles_not_replaceable']} link message(s) written before links had "

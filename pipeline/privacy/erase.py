@@ -83,6 +83,7 @@ class Plan:
     journey: list[str] = field(default_factory=list)
     failed: list[bytes] = field(default_factory=list)
     failed_by_reference: int = 0  # failed events whose original stayed in the input topic
+    failed_unreadable: int = 0  # failed events sealed under another secret
 
     def counts(self) -> dict[str, int]:
         return {"profiles": len(self.person.profiles), "identifiers": len(self.person.nodes),
@@ -141,7 +142,12 @@ def plan(
             continue
         record = codec.decode(value).record
         if record.get("original_sealed"):
-            if erased(failed_nodes(codec, quarantine.open(record["original_sealed"]), pseudonymiser)):
+            try:
+                sealed = quarantine.open(record["original_sealed"])
+            except ValueError:  # sealed under another secret (before a rotation): it cannot name anybody now
+                out.failed_unreadable += 1
+                continue
+            if erased(failed_nodes(codec, sealed, pseudonymiser)):
                 out.failed.append(key)
         elif record.get("original_hmac") is not None:
             out.failed_by_reference += 1
