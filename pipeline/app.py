@@ -164,7 +164,7 @@ def create_app(
     for channel, topic_name in settings.input_topics.items():  # one agent per channel
         guard = InvalidRatioGuard(settings.invalid_window, settings.invalid_ratio_limit, settings.invalid_min_events)
         step = IngestStep(channel, topic_name, codec, policy, pseudonymiser, quarantine, dedup, guard, metrics, clock,
-                          lateness, partial(tokens.any_node, erased=suppression.nodes))  # fmt: skip
+                          lateness, partial(tokens.event_erased, erased=suppression.nodes))  # fmt: skip
         state = ChannelState(step)
         channels.append(state)
         ingest.register(app, state, tuning.batch_size, tuning.batch_within_s)

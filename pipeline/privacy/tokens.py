@@ -13,8 +13,11 @@ holds the secret (that is what lets the pipeline recognise an erased person).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from typing import Any
+
+from pipeline.domain.identity_rules import nodes_of
 
 _NODE = b"erase-node\x00"
 _PROFILE = b"erase-profile\x00"
@@ -46,3 +49,7 @@ class Tokens:
     def any_node(self, nodes: Iterable[str], erased: set[str] | frozenset[str]) -> bool:
         """Whether one of ``nodes`` has its token in ``erased``."""
         return bool(erased) and any(self.node(n) in erased for n in nodes)
+
+    def event_erased(self, event: Mapping[str, Any], erased: set[str] | frozenset[str]) -> bool:
+        """Whether a canonical event carries an erased identifier (nothing computed while the list is empty)."""
+        return bool(erased) and self.any_node(nodes_of(event), erased)

@@ -23,13 +23,13 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline import __version__
 from pipeline.clock import Clock
 from pipeline.domain.dedup import DedupWindow
 from pipeline.domain.eventtime import NEVER, RANK_EVENT, Pos, place
 from pipeline.domain.guard import InvalidRatioGuard, UpstreamBrokenError
-from pipeline.domain.identity_rules import nodes_of
 from pipeline.domain.ingest import IngestPolicy, canonicalise, size_check
 from pipeline.domain.pii import Pseudonymiser
 from pipeline.domain.quarantine import Quarantine
@@ -112,7 +112,7 @@ class IngestStep:
         metrics: IngestMetrics,
         clock: Clock,
         allowed_lateness_ms: int,
-        erased: Callable[[list[str]], bool] | None = None,
+        erased: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> None:
         self.channel = channel
         self._erased = erased
@@ -181,7 +181,7 @@ class IngestStep:
         outcome = self._one(msg, now_ms)
         mark = self.marks.get(msg.partition, NEVER)
         placed = None if isinstance(outcome, Rejection) else place(mark, outcome["event_time"], self._lateness)
-        if not isinstance(outcome, Rejection) and self._erased is not None and self._erased(nodes_of(outcome)):
+        if not isinstance(outcome, Rejection) and self._erased is not None and self._erased(outcome):
             # An erased person's event: counted, nothing of it kept -- not even as a late failed event
             # (docs/privacy.md). It moves the mark as any valid event would, so watermarks do not depend on it.
             self._guard.record(True)

@@ -76,7 +76,7 @@ def test_ingest_drops_an_erased_persons_event_as_suppressed_and_keeps_nothing(co
     erased = {tokens.node(f"email_hash:{digest}")}
     registry = CollectorRegistry()
     step = make_step(codec, registry=registry)
-    step._erased = lambda nodes: tokens.any_node(nodes, erased)  # as pipeline/app.py wires it
+    step._erased = lambda event: tokens.event_erased(event, erased)  # as pipeline/app.py wires it
     values = [codec.encode("web", web_event("e1", email=EMAIL)), codec.encode("web", web_event("e2")),
               codec.encode("web", {**web_event("e3", email=EMAIL.upper()), "quantity": 1})]  # fmt: skip
     out = step.process_batch([RawMessage(b"k", v, 0, i) for i, v in enumerate(values)])
