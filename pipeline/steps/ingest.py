@@ -81,6 +81,8 @@ class IngestOutput:
     duplicates: int = 0
     #: per input partition of the batch: (offset to resume from after it, progress mark there)
     ends: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: per input partition of the batch: the smallest event time of its valid events (how late they arrive)
+    oldest: dict[int, int] = field(default_factory=dict)
 
 
 def routing_key(record: Mapping[str, object]) -> bytes | None:
@@ -184,6 +186,9 @@ class IngestStep:
         encoded = self._codec.encode(CANONICAL_SUBJECT, outcome)  # before any state changes: it may raise
         self.marks[msg.partition] = max(mark, placed)
         order = placed
+        event_time = outcome["event_time"]
+        if event_time < out.oldest.get(msg.partition, event_time + 1):
+            out.oldest[msg.partition] = event_time
         self._guard.record(True)
         if self._dedup.seen(outcome["event_id"]):
             self._dup.inc()
