@@ -3,17 +3,17 @@ next event when its producer has shown it writes in near real time (docs/time.md
 
 A partition's mark moves only with its events, so every watermark waits for the next event of the sparsest
 partition: at 1,000 events/s that wait was most of the end-to-end latency (bench/RESULTS.md). When a partition
-has been read to its end, and every event it delivered in the last half minute reached this worker within ``D``
-of its event time (``ChannelState.punctuality``), its worker promises ``now - D``: a later event would have to be
-later than every recent one. The promise goes to the identity writer (with the link events) and to the journey
-(through a routing pass, which never promises more than the held events allow).
+has been read to its end, and every event it delivered in the last idle timeout or two reached this worker
+within ``D`` of its event time (``ChannelState.punctuality``), its worker promises ``now - D``: a later event
+would have to be later than every recent one. The promise goes to the identity writer (with the link events)
+and to the journey (through a routing pass, which never promises more than the held events allow).
 
-Guarantees: a promise never exceeds ``now - MIN_PROMISE_DELAY_MS``, never goes back, is made only for a partition
-this worker owns, fetches (not paused), has read to its end (its fetched high watermark; Faust's consumer fetches
-in a thread of its own, so a busy event loop delays the reading, not the high watermark) and has not declared
-idle. Not guaranteed:
-that the producer keeps its pace; an event later than the promise is a straggler, exactly like one after
-idleness (applied at its customer's clock, counted in ``omnistream_journey_events_behind_total``).
+Guarantees: a promise never exceeds ``now - MIN_PROMISE_DELAY_MS`` nor the newest event time this worker has
+read on any input partition, never goes back, and is made only for a partition this worker owns, fetches (not
+paused), has read to its end (its fetched high watermark; Faust's consumer fetches in a thread of its own, so a
+busy event loop delays the reading, not the high watermark) and has not declared idle. Not guaranteed: that the
+producer keeps its pace; an event later than the promise is a straggler, exactly like one after idleness
+(applied at its customer's clock, counted in ``omnistream_journey_events_behind_total``).
 """
 
 from __future__ import annotations
@@ -55,12 +55,18 @@ class CaughtUp:
         for tp in consumer.assignment():
             if tp.topic in self._channels:
                 mine.setdefault(tp.topic, []).append(tp)
+        # Never past the newest event read here: the watermark follows events, not the wall clock, so timers
+        # still wait for events and a finished input's last watermark stays just past its last event (as with
+        # idleness), whenever the input was read.
+        newest = max((m for c in self._channels.values() for m in c.step.marks.values()), default=NEVER)
         for topic, tps in mine.items():
             channel = self._channels[topic]
+            if channel.lock.locked():  # a batch or routing pass is on it, and sends its marks: try next time
+                continue
             async with channel.lock:
-                await self._check(consumer, channel, sorted(tps))
+                await self._check(consumer, channel, sorted(tps), newest)
 
-    async def _check(self, consumer: Any, channel: ChannelState, tps: list[Any]) -> None:
+    async def _check(self, consumer: Any, channel: ChannelState, tps: list[Any], newest: int) -> None:
         if channel.cursor is None:
             return
         channel.follow(channel.cursor.generation)
@@ -81,7 +87,7 @@ class CaughtUp:
                 return
             if highwater is None or highwater < 0 or channel.expected[p] < highwater:
                 continue  # not read to its end: its own events will move its mark
-            promise = now_ms - max(delay, MIN_PROMISE_DELAY_MS)
+            promise = min(now_ms - max(delay, MIN_PROMISE_DELAY_MS), newest)
             if promise > max(channel.step.marks.get(p, NEVER), channel.promised.get(p, NEVER)):
                 channel.promised[p] = promise
                 marks.append(Mark(input_source(tp.topic, p), promise))

@@ -198,7 +198,14 @@ class Ingest:
     async def _take(self, channel: ChannelState, events: list[Any], cursor: Cursor, generation: int) -> None:
         step = channel.step
         arrived_ms = self._clock.now_ms()
-        batch = [RawMessage(e.message.key, e.message.value, e.message.partition, e.message.offset) for e in events]
+        # When each message reached the worker's streams (Faust's monitor stamps it, in monotonic seconds), not
+        # when this batch started: the take window and the batches before it are the worker's own delay.
+        shift = arrived_ms - time.monotonic() * 1000
+        batch = [
+            RawMessage(m.key, m.value, m.partition, m.offset,
+                       arrived_ms if m.time_in is None else int(m.time_in * 1000 + shift))
+            for m in (e.message for e in events)
+        ]  # fmt: skip
         firsts: dict[int, int] = {}
         for msg in batch:
             firsts.setdefault(msg.partition, msg.offset)
@@ -219,8 +226,8 @@ class Ingest:
             (self._outputs.links, bundle(self._codec, routed.links, lambda _key: 0, 1, marks)),
         )
         await publish_all(sends, self._retry, self._metrics.infra_retries)
-        for p, oldest in out.oldest.items():
-            channel.punctuality.observe(p, arrived_ms, arrived_ms - oldest)
+        for p, delay in out.delays.items():
+            channel.punctuality.observe(p, arrived_ms, delay)
         now = time.monotonic()
         for p, (end, _mark) in out.ends.items():
             channel.expected[p], channel.seen[p] = end, now

@@ -1,5 +1,6 @@
-"""Caught-up partitions: a partition read to its end promises the wall clock minus its recent delays, and nothing
-when it is behind, paused, idle or silent for longer than the delay window (agents/caught_up.py)."""
+"""Caught-up partitions: a partition read to its end promises the wall clock minus its recent delays, never past
+the newest event read, and nothing when it is behind, paused, idle or silent for longer than the delay window
+(agents/caught_up.py)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def _setup(monkeypatch: pytest.MonkeyPatch) -> tuple[CaughtUp, ChannelState, Con
     monkeypatch.setattr(caught_up, "publish_all", publish_all)
     consumer = Consumer({0: 5, 1: 9})
     app = SimpleNamespace(rebalancing=False, consumer=consumer)
-    step = SimpleNamespace(source_topic="web", channel="web", marks={0: T0 - 1_000, 1: T0 - 1_000})
+    step = SimpleNamespace(source_topic="web", channel="web", marks={0: T0 - 1_000, 1: T0 + 1_000})
     channel = ChannelState(cast(Any, step), punctuality=Punctuality(WINDOW))
     channel.cursor = cast(Any, SimpleNamespace(generation=0))
     channel.expected = {0: 5, 1: 7}  # partition 1 has unread messages
@@ -98,6 +99,17 @@ def test_a_partition_read_to_its_end_promises_the_clock_minus_its_recent_delays(
     assert sent == []  # nothing new to promise at the same instant
     clock.advance(100)
     channel.step.marks[0] = T0 + 50  # an event moved the mark itself past what the clock allows
+    asyncio.run(check.check())
+    assert sent == []
+
+
+def test_a_promise_never_passes_the_newest_event_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    check, channel, _consumer, _ingest, clock, sent = _setup(monkeypatch)
+    channel.step.marks[1] = T0 - 600  # partition 1 is behind: the newest event read is this one
+    asyncio.run(check.check())
+    assert _marks(sent) == [("web/0", T0 - 600, False)]
+    sent.clear()
+    clock.advance(60_000)  # input finished: the wall clock goes on, the watermark stays with the events
     asyncio.run(check.check())
     assert sent == []
 
