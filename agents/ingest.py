@@ -114,6 +114,19 @@ class ChannelState:
             self.generation = generation
 
 
+def raw_batch(events: Sequence[Any], now_ms: int, monotonic_s: float | None = None) -> list[RawMessage]:
+    """The step's input for a batch of Faust (or refilled) events, each with the time it reached the worker's
+    streams: Faust's monitor stamps it (``time_in``, monotonic seconds), not when this batch started, as the take
+    window and the batches before it are the worker's own delay. A message without a stamp arrived ``now_ms``."""
+    shift = now_ms - (time.monotonic() if monotonic_s is None else monotonic_s) * 1000
+    out = []
+    for e in events:
+        m = e.message
+        arrived = now_ms if m.time_in is None else int(m.time_in * 1000 + shift)
+        out.append(RawMessage(m.key, m.value, m.partition, m.offset, arrived))
+    return out
+
+
 async def restore_marks(channel: ChannelState, firsts: Mapping[int, int], committed: Committed) -> None:
     """Give the step each partition's mark as of the offset its batch starts at (from the commit metadata)."""
     step = channel.step
@@ -198,14 +211,7 @@ class Ingest:
     async def _take(self, channel: ChannelState, events: list[Any], cursor: Cursor, generation: int) -> None:
         step = channel.step
         arrived_ms = self._clock.now_ms()
-        # When each message reached the worker's streams (Faust's monitor stamps it, in monotonic seconds), not
-        # when this batch started: the take window and the batches before it are the worker's own delay.
-        shift = arrived_ms - time.monotonic() * 1000
-        batch = [
-            RawMessage(m.key, m.value, m.partition, m.offset,
-                       arrived_ms if m.time_in is None else int(m.time_in * 1000 + shift))
-            for m in (e.message for e in events)
-        ]  # fmt: skip
+        batch = raw_batch(events, arrived_ms)
         firsts: dict[int, int] = {}
         for msg in batch:
             firsts.setdefault(msg.partition, msg.offset)

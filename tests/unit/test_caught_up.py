@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 
 import agents.caught_up as caught_up
 from agents.caught_up import CaughtUp
-from agents.ingest import MIN_PROMISE_DELAY_MS, ChannelState
+from agents.cursor import Refilled, RefilledMessage
+from agents.ingest import MIN_PROMISE_DELAY_MS, ChannelState, raw_batch
 from pipeline.clock import ManualClock
 from pipeline.domain.eventtime import Punctuality
 from pipeline.metrics import ingest_metrics
@@ -144,3 +145,10 @@ def test_a_rebalance_forgets_the_promises(monkeypatch: pytest.MonkeyPatch) -> No
     channel.step.rebalanced = lambda: None
     asyncio.run(check.check())
     assert channel.promised == {}
+
+
+def test_a_batch_takes_each_message_s_arrival_from_faust_s_stamp_and_a_refilled_one_arrives_with_the_batch() -> None:
+    faust_event = SimpleNamespace(message=SimpleNamespace(key=b"k", value=b"v", partition=1, offset=7, time_in=99.5))
+    refilled = Refilled(RefilledMessage(1, 6, b"k", b"v"))  # read from the broker to fill a hole: no stamp
+    batch = raw_batch([refilled, faust_event], now_ms=T0, monotonic_s=100.0)
+    assert [(m.offset, m.arrived_ms) for m in batch] == [(6, T0), (7, T0 - 500)]
