@@ -65,6 +65,7 @@ class RefilledMessage:
     offset: int
     key: bytes
     value: bytes
+    time_in: float | None = None  # Faust's monitor stamps its messages on arrival; a refilled one has no stamp
 
 
 @dataclass(frozen=True, slots=True)

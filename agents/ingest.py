@@ -31,7 +31,8 @@ from agents.commit_marks import CommitMarks, fetch_marks
 from agents.cursor import Cursor, faust_cursor
 from agents.identity import wait_for_replica
 from agents.publish import EXIT_INFRA, EXIT_UPSTREAM_BROKEN, RetryPolicy, fatal, publish_all
-from pipeline.domain.eventtime import NEVER
+from pipeline.clock import Clock, SystemClock
+from pipeline.domain.eventtime import NEVER, Punctuality
 from pipeline.domain.guard import UpstreamBrokenError
 from pipeline.identity.replica import AssignmentReplica
 from pipeline.metrics import IngestMetrics
@@ -47,6 +48,13 @@ from schemas.codec import AvroCodec
 from schemas.errors import RegistryUnavailableError
 
 log = logging.getLogger(__name__)
+#: Arrival delays are remembered for one to two of these windows; the worker uses its idle timeout: a producer
+#: that uploads in bursts more often than that shows its delays in every window, and one that bursts less often
+#: has its partition declared idle between bursts anyway (docs/time.md).
+PUNCTUALITY_WINDOW_MS = 10_000
+#: The least a caught-up partition keeps between its promise and the wall clock, whatever its delays: a message
+#: may be on its way from the producer to this worker's fetch (linger, network) without any delay seen yet.
+MIN_PROMISE_DELAY_MS = 100
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,8 @@ class Committed:
 class ChannelState:
     """Per channel: the held batches, the lock a batch, a routing pass and an idle check share, and per
     partition where its next batch must start, when its last message was processed, and whether it was
-    declared idle to the identity writer (links) and to the journey (resolved)."""
+    declared idle to the identity writer (links) and to the journey (resolved); how late each partition's events
+    arrive, and the progress promised for a partition consumed to its end (:class:`CaughtUp`)."""
 
     step: IngestStep
     stream: Any = None
@@ -87,6 +96,8 @@ class ChannelState:
     seen: dict[int, float] = field(default_factory=dict)
     idle_links: set[int] = field(default_factory=set)
     idle_resolved: set[int] = field(default_factory=set)
+    punctuality: Punctuality = field(default_factory=lambda: Punctuality(PUNCTUALITY_WINDOW_MS))
+    promised: dict[int, int] = field(default_factory=dict)  # partition -> progress promised while caught up
 
     def active(self, partition: int) -> None:
         self.idle_links.discard(partition)
@@ -97,11 +108,25 @@ class ChannelState:
         and which event ids were seen past it."""
         if generation > self.generation:
             self.expected.clear()
+            self.promised.clear()
             self.step.rebalanced()
             # Held batches were admitted before: their partitions' owners process them again, and routing them
             # here would report progress for partitions this worker may no longer own.
             self.held.clear()
             self.generation = generation
+
+
+def raw_batch(events: Sequence[Any], now_ms: int, monotonic_s: float | None = None) -> list[RawMessage]:
+    """The step's input for a batch of Faust (or refilled) events, each with the time it reached the worker's
+    streams: Faust's monitor stamps it (``time_in``, monotonic seconds), not when this batch started, as the take
+    window and the batches before it are the worker's own delay. A message without a stamp arrived ``now_ms``."""
+    shift = now_ms - (time.monotonic() if monotonic_s is None else monotonic_s) * 1000
+    out = []
+    for e in events:
+        m = e.message
+        arrived = now_ms if m.time_in is None else int(m.time_in * 1000 + shift)
+        out.append(RawMessage(m.key, m.value, m.partition, m.offset, arrived))
+    return out
 
 
 async def restore_marks(channel: ChannelState, firsts: Mapping[int, int], committed: Committed) -> None:
@@ -139,8 +164,10 @@ class Ingest:
 
     def __init__(
         self, router: IdentityRouter, replica: AssignmentReplica, codec: AvroCodec, outputs: IngestOutputs,
-        committed: Committed, metrics: IngestMetrics, retry: RetryPolicy, suppression: CompactedReplica | None = None,
+        committed: Committed, metrics: IngestMetrics, retry: RetryPolicy, clock: Clock | None = None,
+        suppression: CompactedReplica | None = None,
     ) -> None:  # fmt: skip
+        self._clock = clock or SystemClock()
         self._router = router
         self._replica = replica
         self._suppression = suppression
@@ -189,7 +216,8 @@ class Ingest:
 
     async def _take(self, channel: ChannelState, events: list[Any], cursor: Cursor, generation: int) -> None:
         step = channel.step
-        batch = [RawMessage(e.message.key, e.message.value, e.message.partition, e.message.offset) for e in events]
+        arrived_ms = self._clock.now_ms()
+        batch = raw_batch(events, arrived_ms)
         firsts: dict[int, int] = {}
         for msg in batch:
             firsts.setdefault(msg.partition, msg.offset)
@@ -210,11 +238,17 @@ class Ingest:
             (self._outputs.links, link_keys(bundle(self._codec, routed.links, lambda _key: 0, 1, marks))),
         )
         await publish_all(sends, self._retry, self._metrics.infra_retries)
+        for p, delay in out.delays.items():
+            channel.punctuality.observe(p, arrived_ms, delay)
         now = time.monotonic()
         for p, (end, _mark) in out.ends.items():
             channel.expected[p], channel.seen[p] = end, now
             channel.active(p)
         channel.held.append(Held(events, routed.records, routed.values, routed.positions, out.ends, generation))
+
+    async def route_channel(self, channel: ChannelState) -> None:
+        """One routing pass over ``channel`` (the caller holds its lock)."""
+        await self._route(channel)
 
     async def _route(self, channel: ChannelState) -> None:
         """Route every held event the replica's watermark has passed, with the progress that allows
@@ -227,7 +261,7 @@ class Ingest:
         channel.routed_at = watermark
         out = channel.held.route(watermark)
         step = channel.step
-        current = {p: step.marks.get(p, NEVER) for p in channel.expected}
+        current = {p: max(step.marks.get(p, NEVER), channel.promised.get(p, NEVER)) for p in channel.expected}
         promised = channel.held.marks(watermark, current, every=bool(out.positions))
         if out.positions or promised:
             entries = self._router.route(out.records, out.values, out.positions)

@@ -13,6 +13,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from agents.align import Alignment
+from agents.caught_up import CaughtUp
 from agents.commit_marks import CommitMarks
 from agents.commit_marks import install as install_commit_marks
 from agents.cursor import install as install_gapless
@@ -22,6 +23,7 @@ from agents.journey import register_journey
 from agents.publish import RetryPolicy
 from pipeline.clock import Clock, SystemClock
 from pipeline.domain.dedup import DedupWindow
+from pipeline.domain.eventtime import Punctuality
 from pipeline.domain.guard import InvalidRatioGuard
 from pipeline.domain.identity_rules import KINDS, IdentityPolicy
 from pipeline.domain.ingest import IngestPolicy
@@ -51,9 +53,15 @@ class WorkerTuning:
     """Micro-batching knobs: larger batches amortise per-batch cost, ``within`` bounds added latency."""
 
     batch_size: int = 1000
-    batch_within_s: float = 0.05
+    # Faust's take() waits ``within`` after each batch, so every stage adds it to an event's latency. Ingest keeps
+    # 50 ms: its per-batch cost (three produce round trips) showed in throughput at 20 ms. The writer's batches
+    # are a few bundles and the journey's are capped by per-batch work at full load, so 20 ms costs them little.
+    ingest_within_s: float = 0.05
+    identity_within_s: float = 0.02
+    journey_within_s: float = 0.02
     route_interval_s: float = 0.02  # how often held batches are checked against the identity writer's watermark
     align_interval_s: float = 0.1  # how often input partitions are paused or resumed by their progress
+    caught_up_interval_s: float = 0.1  # how often partitions read to their end promise progress (agents/caught_up)
 
 
 def worker_readiness(app: Any, replica: AssignmentReplica) -> str | None:
@@ -159,17 +167,19 @@ def create_app(
     )
     retry = RetryPolicy(budget_s=settings.retry_budget_s)
     lateness = int(settings.allowed_lateness_s * 1000)
-    ingest = Ingest(router, replica, codec, outputs, committed, metrics, retry, suppression)
+    ingest = Ingest(router, replica, codec, outputs, committed, metrics, retry, clock, suppression=suppression)
     channels = []
     for channel, topic_name in settings.input_topics.items():  # one agent per channel
         guard = InvalidRatioGuard(settings.invalid_window, settings.invalid_ratio_limit, settings.invalid_min_events)
         step = IngestStep(channel, topic_name, codec, policy, pseudonymiser, quarantine, dedup, guard, metrics, clock,
                           lateness, partial(tokens.event_erased, erased=suppression.nodes))  # fmt: skip
-        state = ChannelState(step)
+        state = ChannelState(step, punctuality=Punctuality(max(1, int(settings.source_idle_s * 1000))))
         channels.append(state)
-        ingest.register(app, state, tuning.batch_size, tuning.batch_within_s)
+        ingest.register(app, state, tuning.batch_size, tuning.ingest_within_s)
     idle = IdleSources(app, channels, outputs, codec, committed, settings.source_idle_s, retry, metrics)
     app.timer(interval=min(1.0, settings.source_idle_s / 4), name="idle-sources")(idle.check)
+    caught_up = CaughtUp(app, channels, ingest, outputs, codec, retry, metrics, clock)
+    app.timer(interval=tuning.caught_up_interval_s, name="caught-up-sources")(caught_up.check)
     align = Alignment(app, [(c.step, c.cursor) for c in channels], replica, int(settings.align_ahead_s * 1000),
                       metrics)  # fmt: skip
 
@@ -232,7 +242,7 @@ def register_identity_and_journey(
     writer = IdentityWriter(codec, policy, idm, sources, quarantine.seal, clock, tokens)
     register_identity_writer(
         app, writer, codec, settings.kafka_bootstrap, t("identity-links"), outputs, partitions, metrics.infra_retries,
-        retry, tuning.batch_size, tuning.batch_within_s, client,
+        retry, tuning.batch_size, tuning.identity_within_s, client,
     )  # fmt: skip
     resolved = t("resolved-events")
     state_topic = _topic(app, journey_state_spec(settings).name)  # created by the worker at start
@@ -247,7 +257,7 @@ def register_identity_and_journey(
                        clock, erased)  # fmt: skip
     register_journey(
         app, step, state_topic, resolved, outputs, codec, partitions, settings.kafka_bootstrap, client, metrics, jm,
-        retry, tuning.batch_size, tuning.batch_within_s, sm,
+        retry, tuning.batch_size, tuning.journey_within_s, sm,
     )  # fmt: skip
 
 

@@ -14,8 +14,9 @@ Pure: no IO, no clock. The model is the one of Flink, Kafka Streams and Beam (se
   an ``order_time`` are then all present and applied together).
 * A source that declares itself idle (its partition is consumed to the end and nothing arrived for the idle
   timeout) stops holding the watermark back; when every source is idle the watermark moves just past the
-  largest progress seen, so everything received is applied. Idleness is the one place where processing time
-  decides something (docs/time.md): an item from a source that resumes after being idle may be behind.
+  largest progress seen, so everything received is applied. Idleness, and the progress a source read to its
+  end promises from its recent delays (:class:`Punctuality`), are where processing time decides something
+  (docs/time.md): an item that comes later than either allowed may be behind.
 """
 
 from __future__ import annotations
@@ -131,3 +132,38 @@ def place(mark: int, event_time: int, allowed_lateness_ms: int) -> int | None:
     if mark != NEVER and event_time < mark - allowed_lateness_ms:
         return None
     return event_time if event_time > mark else mark
+
+
+class Punctuality:
+    """How late each source's events have reached the reader lately: the largest delay (arrival minus event
+    time) seen in the current and the previous window of ``window_ms`` of arrival time.
+
+    What it is for: a source consumed to its end whose events have all arrived within ``D`` of their event time
+    may promise, at arrival time ``now``, that nothing older than ``now - D`` will come (docs/time.md, caught-up
+    sources). A producer that uploads in bursts, or delivers old events, shows long delays here and so promises
+    little; a real-time one promises almost the wall clock. Pure: arrival times are handed in.
+    """
+
+    def __init__(self, window_ms: int) -> None:
+        self._window = window_ms
+        self._seen: dict[int, tuple[int, int, int]] = {}  # source -> (window index, its max, the previous max)
+
+    def observe(self, source: int, now_ms: int, delay_ms: int) -> None:
+        index = now_ms // self._window
+        found = self._seen.get(source)
+        if found is None or index > found[0] + 1:
+            self._seen[source] = (index, delay_ms, NEVER)
+        elif index == found[0] + 1:
+            self._seen[source] = (index, delay_ms, found[1])
+        else:
+            self._seen[source] = (found[0], max(found[1], delay_ms), found[2])
+
+    def delay(self, source: int, now_ms: int) -> int | None:
+        """The largest delay of the last one to two windows (None: nothing arrived from the source lately)."""
+        found = self._seen.get(source)
+        index = now_ms // self._window
+        if found is None or index > found[0] + 1:
+            return None
+        if index == found[0] + 1:
+            return found[1]
+        return max(found[1], found[2])

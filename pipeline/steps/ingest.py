@@ -70,6 +70,7 @@ class RawMessage:
     value: bytes | None  # None: a null record (a tombstone), rejected
     partition: int
     offset: int
+    arrived_ms: int = 0  # when the worker received it (epoch ms; 0: unknown), for the partition's punctuality
 
 
 @dataclass(slots=True)
@@ -85,6 +86,8 @@ class IngestOutput:
     suppressed: int = 0
     #: per input partition of the batch: (offset to resume from after it, progress mark there)
     ends: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: per input partition of the batch: the largest delay between a valid event's time and its arrival
+    delays: dict[int, int] = field(default_factory=dict)
 
 
 def routing_key(record: Mapping[str, object]) -> bytes | None:
@@ -199,6 +202,10 @@ class IngestStep:
         encoded = self._codec.encode(CANONICAL_SUBJECT, outcome)  # before any state changes: it may raise
         self.marks[msg.partition] = max(mark, placed)
         order = placed
+        if msg.arrived_ms:
+            delay = msg.arrived_ms - outcome["event_time"]
+            if delay > out.delays.get(msg.partition, NEVER):
+                out.delays[msg.partition] = delay
         self._guard.record(True)
         if self._dedup.seen(outcome["event_id"]):
             self._dup.inc()

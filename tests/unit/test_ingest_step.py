@@ -138,3 +138,19 @@ def test_metrics_count_outcomes_with_bounded_labels(codec: AvroCodec) -> None:
     assert get("omnistream_events_in_total", {"channel": "web"}) == 2
     assert get("omnistream_canonical_events_total", {"channel": "web", "event_type": "add_to_cart"}) == 1
     assert get("omnistream_failed_events_total", {"channel": "web", "failure_type": "decode_error"}) == 1
+
+
+def test_the_batch_reports_per_partition_the_largest_delay_between_an_event_and_its_arrival(codec: AvroCodec) -> None:
+    def encoded(event_id: str, age_ms: int) -> bytes:
+        event = web_event(event_id)
+        event["envelope"]["event_time"] = NOW - age_ms
+        return codec.encode("web", event)
+
+    out = make_step(codec).process_batch([
+        RawMessage(b"k", encoded("a", 300), 0, 0, arrived_ms=NOW - 100),
+        RawMessage(b"k", encoded("b", 250), 0, 1, arrived_ms=NOW),
+        RawMessage(b"k", encoded("c", 50), 1, 0, arrived_ms=NOW),
+        RawMessage(b"k", encoded("d", 9_000), 2, 0),  # arrival unknown: says nothing about its partition
+        RawMessage(b"k", b"not avro", 3, 0, arrived_ms=NOW),  # no event time
+    ])  # fmt: skip
+    assert out.delays == {0: 250, 1: 50}
