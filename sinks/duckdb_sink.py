@@ -237,13 +237,13 @@ class DuckDBSink:
         written: dict[str, int] = {}
         started = time.perf_counter()
         erasures = [e for e in batch.erasures if self._fresh_erasure(e)]
-        if self._tokens is not None and (erasures or self._erased):
+        if self._tokens is not None and self._erased and not erasures:  # with erasures: filtered once, below
             tables = {n: kept for n, t in tables.items() if len(kept := keep_rows(t, self._tokens, self._erased))}
         if advance or tables or rejects:
             con.execute("BEGIN TRANSACTION")
             try:
                 if erasures and self._tokens is not None:  # first: rows of this batch are then filtered as well
-                    erased = ErasedSet(set(self._erased.profiles), set(self._erased.nodes), set(self._erased.failed))
+                    erased = self._erased.copy()  # kept only if the transaction commits
                     deleted = apply_erasures(con, erasures, self.tables, self._tokens, erased, self._now())
                     tables = {n: kept for n, t in tables.items() if len(kept := keep_rows(t, self._tokens, erased))}
                     for name, count in deleted.items():

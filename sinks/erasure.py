@@ -68,7 +68,17 @@ class ErasedSet:
         return out
 
     def add(self, token: str, kind: str) -> None:
-        {PROFILE: self.profiles, NODE: self.nodes, FAILED: self.failed}.get(kind, set()).add(token)
+        self._of(kind).add(token)
+
+    def knows(self, token: str, kind: str) -> bool:
+        return token in self._of(kind)
+
+    def copy(self) -> ErasedSet:
+        return ErasedSet(set(self.profiles), set(self.nodes), set(self.failed))
+
+    def _of(self, kind: str) -> set[str]:
+        """The set of ``kind``; a throwaway one for a kind this version does not know."""
+        return {PROFILE: self.profiles, NODE: self.nodes, FAILED: self.failed}.get(kind, set())
 
 
 def apply_erasures(
@@ -76,7 +86,7 @@ def apply_erasures(
     erased: ErasedSet, now: dt.datetime,
 ) -> dict[str, int]:  # fmt: skip
     """Record ``erasures`` and delete what they name, in ``con``'s open transaction; rows deleted per table."""
-    fresh = [e for e in erasures if not _known(erased, e)]
+    fresh = [e for e in erasures if not erased.knows(e.token, e.kind)]
     for e in fresh:
         erased.add(e.token, e.kind)
         con.execute(
@@ -123,10 +133,6 @@ def keep_rows(prepared: PreparedTable, tokens: Tokens, erased: ErasedSet) -> Pre
         )  # fmt: skip
         keep = _and(keep, pc.invert(pc.is_in(positions, pa.array(sorted(erased.failed), pa.string()))))
     return prepared if keep is None else prepared.filter(keep)
-
-
-def _known(erased: ErasedSet, e: ErasureMessage) -> bool:
-    return e.token in {PROFILE: erased.profiles, NODE: erased.nodes, FAILED: erased.failed}.get(e.kind, set())
 
 
 def _id_columns(table: BoundTable) -> list[str]:

@@ -19,6 +19,15 @@ model_app = typer.Typer(help="Buy-'til-you-die models for P(alive), expected pur
 DEFAULT_QUERY = "SELECT customer_id, CAST(event_time AS DATE) AS day, amount FROM purchases"
 
 
+# The purchase source and model options that ``model fit`` and ``model validate`` share.
+TransactionsOption = Annotated[Path | None, typer.Option(help="Purchase file (CSV or whitespace/CDNOW layout)")]
+DuckdbOption = Annotated[Path | None, typer.Option("--duckdb", help="DuckDB file (a sink snapshot) to read")]
+QueryOption = Annotated[str, typer.Option(help="SQL giving (customer, day, amount) rows from --duckdb")]
+UnitDaysOption = Annotated[float, typer.Option(min=0.01, help="Model time unit in days (7 = weeks)")]
+VariantOption = Annotated[str, typer.Option(help=f"One of {', '.join(VARIANTS)}")]
+LayoutOption = Annotated[Layout, typer.Option(help="Column layout of --transactions (auto: told from the file)")]
+
+
 def _from_duckdb(path: Path, query: str) -> list[Transaction]:
     import duckdb
 
@@ -72,22 +81,20 @@ def load_purchases(
 
 @model_app.command("fit")
 def fit(
-    transactions: Annotated[Path | None, typer.Option(help="Purchase file (CSV or whitespace/CDNOW layout)")] = None,
-    duckdb_path: Annotated[Path | None, typer.Option("--duckdb", help="DuckDB file (a sink snapshot) to read")] = None,
-    query: Annotated[str, typer.Option(help="SQL giving (customer, day, amount) rows from --duckdb")] = DEFAULT_QUERY,
+    transactions: TransactionsOption = None,
+    duckdb_path: DuckdbOption = None,
+    query: QueryOption = DEFAULT_QUERY,
     calibration_end: Annotated[
         str | None, typer.Option(help="Last day of the calibration period (default: last purchase day)")
     ] = None,
-    unit_days: Annotated[float, typer.Option(min=0.01, help="Model time unit in days (7 = weeks)")] = 7.0,
-    variant: Annotated[str, typer.Option(help=f"One of {', '.join(VARIANTS)}")] = MBGNBD,
+    unit_days: UnitDaysOption = 7.0,
+    variant: VariantOption = MBGNBD,
     output: Annotated[
         Path | None,
         typer.Option(help="Parameter file (default: the model params path setting, else models/btyd.json)"),
     ] = None,
     version: Annotated[str | None, typer.Option(help="Version label (default: variant + UTC time)")] = None,
-    layout: Annotated[Layout, typer.Option(help="Column layout of --transactions (auto: told from the file)")] = (
-        Layout.auto
-    ),
+    layout: LayoutOption = Layout.auto,
 ) -> None:
     """Fit the models by maximum likelihood, write the versioned parameter file and print it as JSON."""
     from pipeline.models.fit import FitError, fit_model

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +10,17 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.cli.formats import OutputFormat, console_for
-from pipeline.cli.model import DEFAULT_QUERY, load_purchases, model_app
+from pipeline.cli.model import (
+    DEFAULT_QUERY,
+    DuckdbOption,
+    LayoutOption,
+    QueryOption,
+    TransactionsOption,
+    UnitDaysOption,
+    VariantOption,
+    load_purchases,
+    model_app,
+)
 from pipeline.models.bgnbd import MBGNBD, VARIANTS
 from pipeline.models.transactions import Layout, parse_day
 
@@ -19,17 +28,15 @@ from pipeline.models.transactions import Layout, parse_day
 @model_app.command("validate")
 def validate(
     calibration_end: Annotated[str, typer.Option(help="Last day of the calibration period (YYYY-MM-DD)")],
-    transactions: Annotated[Path | None, typer.Option(help="Purchase file (CSV or whitespace/CDNOW layout)")] = None,
-    duckdb_path: Annotated[Path | None, typer.Option("--duckdb", help="DuckDB file (a sink snapshot) to read")] = None,
-    query: Annotated[str, typer.Option(help="SQL giving (customer, day, amount) rows from --duckdb")] = DEFAULT_QUERY,
+    transactions: TransactionsOption = None,
+    duckdb_path: DuckdbOption = None,
+    query: QueryOption = DEFAULT_QUERY,
     holdout_end: Annotated[
         str | None, typer.Option(help="Last day of the holdout period (default: the last purchase day)")
     ] = None,
-    unit_days: Annotated[float, typer.Option(min=0.01, help="Model time unit in days (7 = weeks)")] = 7.0,
-    variant: Annotated[str, typer.Option(help=f"One of {', '.join(VARIANTS)}")] = MBGNBD,
-    layout: Annotated[Layout, typer.Option(help="Column layout of --transactions (auto: told from the file)")] = (
-        Layout.auto
-    ),
+    unit_days: UnitDaysOption = 7.0,
+    variant: VariantOption = MBGNBD,
+    layout: LayoutOption = Layout.auto,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = OutputFormat.table,
 ) -> None:
     """Fit on the purchases up to --calibration-end, predict each customer's purchase days in the holdout period
