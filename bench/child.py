@@ -38,8 +38,13 @@ class ChildRun:
             return ""
 
 
-def run_child(ctx: BenchContext, name: str, module: str, spec: dict[str, Any], timeout_s: float) -> ChildRun:
-    """Run ``python -m <module> spec.json result.json`` and wait for it (see the module docstring)."""
+def run_child(
+    ctx: BenchContext, name: str, module: str, spec: dict[str, Any], timeout_s: float, python: str | None = None
+) -> ChildRun:
+    """Run ``python -m <module> spec.json result.json`` and wait for it (see the module docstring).
+
+    ``python`` is another interpreter to run it with (the peers' virtualenv); default: the bench's own.
+    """
     runs = ctx.dir(f"runs-{ctx.run_id}")
     spec_path = runs / f"{name}.spec.json"
     result_path = runs / f"{name}.result.json"
@@ -49,7 +54,7 @@ def run_child(ctx: BenchContext, name: str, module: str, spec: dict[str, Any], t
     started = time.monotonic()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [ctx.python, "-m", module, str(spec_path), str(result_path)],
+            [python or ctx.python, "-m", module, str(spec_path), str(result_path)],
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
