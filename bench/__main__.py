@@ -1,6 +1,7 @@
 """``python -m bench [--quick]`` (``make bench``): the whole benchmark in one run, results in bench/RESULTS.md.
 
-Order: local broker up (reused when running) -> workload loaded once -> floor -> Faust ceiling -> naive ->
+Order: local broker up (reused when running) -> workload loaded once -> floor -> peers (Quix Streams, Bytewax,
+aiokafka + dict, from a virtualenv of their own) -> Faust ceiling -> naive ->
 omnistream 1 worker (profiled with py-spy) -> 2 workers -> sink throughput -> latency at half the 1-worker rate
 (default settings, then a 0.5 s idle timeout), and at a low rate -> RESULTS.md. Every measurement runs in
 processes of its own; one that fails is reported as failed and the run goes on. ``--quick`` uses a 10x smaller
@@ -16,6 +17,7 @@ from typing import Any
 
 from bench import faust_ceiling, floor, latency, naive, pipeline_run, sink
 from bench.context import RESULTS_MD, BenchContext, Measurement, write_json
+from bench.peers.runner import measure_all as measure_peers
 from bench.profile import ProfileSummary, py_spy, summarise
 from bench.report import RunData, render
 from bench.workload import ensure_workload
@@ -33,7 +35,7 @@ FULL = {
 QUICK = {"customers": 5_000, "days": 30, "naive_events": 20_000, "sink_rows": 100_000, "latency_s": 20.0, "cap_s": 0.0}
 MIN_FULL_EVENTS = 500_000
 IDLE_S = 0.5  # the latency run's second idle timeout: a deployment that favours latency over late stragglers
-STEPS = ("floor", "ceiling", "naive", "1w", "2w", "sink", "latency")
+STEPS = ("floor", "peers", "ceiling", "naive", "1w", "2w", "sink", "latency")
 
 
 def say(text: str) -> None:
@@ -78,6 +80,8 @@ def main(argv: list[str]) -> int:
     rows: list[Measurement] = []
     if "floor" in only:
         rows.append(show(floor.measure(ctx, wl)))
+    if "peers" in only:
+        rows += [show(m) for m in measure_peers(ctx, wl, args.timeout, say)]
     if "ceiling" in only:
         rows.append(show(faust_ceiling.measure(ctx, wl, args.timeout)))
     if "naive" in only:
