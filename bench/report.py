@@ -75,15 +75,36 @@ def _mb(value: int | None) -> str:
     return "-" if not value else f"{value / 2**20:,.0f} MB"
 
 
+def per_cpu_second(m: Measurement | None) -> float | None:
+    """Events per CPU-second of the measured processes: events / (seconds x CPU% / 100); None when not measured."""
+    if m is None or not m.events or not m.seconds or not m.cpu_percent or m.status not in ("ok", "partial"):
+        return None
+    return m.events / (m.seconds * m.cpu_percent / 100)
+
+
+def cpu_ratio(a: Measurement | None, b: Measurement | None) -> float | None:
+    """a / b in events per CPU-second, when both were measured."""
+    x, y = per_cpu_second(a), per_cpu_second(b)
+    return x / y if x and y else None
+
+
 def table(rows: list[Measurement]) -> list[str]:
-    out = ["| measurement | events | seconds | events/s | CPU % | broker CPU % | RSS | notes |", "|---" * 8 + "|"]
+    head = "| measurement | events | seconds | events/s | CPU % | events per CPU-second | broker CPU % | RSS | notes |"
+    out = [head, "|---" * 9 + "|"]
     for m in rows:
         rate = _n(m.rate) if m.status in ("ok", "partial") else m.status
         out.append(
             f"| {m.title} | {_n(m.events)} | {_n(m.seconds, '{:.1f}')} | **{rate}** | {_n(m.cpu_percent)} "
-            f"| {_n(m.broker_cpu_percent)} | {_mb(m.rss_bytes)} | {m.note} |"
+            f"| {_n(per_cpu_second(m))} | {_n(m.broker_cpu_percent)} | {_mb(m.rss_bytes)} | {m.note} |"
         )
     return out
+
+
+def peer_versions(rows: list[Measurement]) -> list[str]:
+    """The peers' frameworks and clients, as their jobs reported them (they run in a virtualenv of their own)."""
+    results = [m.extra.get("result") or {} for m in rows if m.key.startswith("peer_")]
+    names = dict.fromkeys(str(p) for r in results for p in r.get("packages", ()))
+    return [f"peers (bench/peers/requirements.txt, own virtualenv): {', '.join(names)}"] if names else []
 
 
 def _signal_p99(latency: dict[str, Any] | None) -> float | None:
@@ -211,6 +232,7 @@ def render(data: RunData) -> str:
         "",
         *[f"- {line}" for line in machine()],
         f"- {versions(data.kafka_version)}",
+        *[f"- {line}" for line in peer_versions(data.rows)],
         "",
         "## Workload",
         "",
@@ -224,7 +246,19 @@ def render(data: RunData) -> str:
         "",
         *table(data.rows),
         "",
-        "CPU % is of one core (200 % = both cores), over the timed window; the broker runs on the same 2 cores.",
+        "CPU % is of one core (200 % = both cores), over the timed window; the broker runs on the same 2 cores. "
+        "Events per CPU-second = events / (seconds x CPU % / 100): the work per event, whatever the waits.",
+        *(
+            [
+                "",
+                "The *peer* rows run one comparable job on the same input topics in other stream processors (bench/"
+                "peers/): decode the Confluent Avro, key by the customer identifier, a 30-minute event-time session "
+                "per customer in the framework's state, one JSON session update per event to an output topic, timed "
+                "from the first message until every input offset taken at start is processed and the output flushed.",
+            ]
+            if any(m.key.startswith("peer_") for m in data.rows)
+            else []
+        ),
         *(
             [
                 "",
@@ -248,6 +282,9 @@ def render(data: RunData) -> str:
         ("2 workers / 1 worker", "omnistream_2w", "omnistream_1w"),
     ):
         lines.append(f"| {name} | {_n(ratio(by_key.get(a), by_key.get(b)), '{:.2f}x')} |")
+    for name, b in (("Quix Streams", "peer_quix"), ("Bytewax", "peer_bytewax"), ("aiokafka+dict", "peer_aiokafka")):
+        value = cpu_ratio(one, by_key.get(b))
+        lines.append(f"| omnistream 1 worker / {name}, in events per CPU-second | {_n(value, '{:.2f}x')} |")
     lines += batch_lines(one, w["per_channel"])
     lines += ["", "## Latency", ""]
     if data.latency:
