@@ -143,8 +143,8 @@ def versions(*packages: str) -> list[str]:
 
 def cpu_seconds() -> float:
     """CPU time of this process (every thread, native ones too) and of its waited-for children."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    children = os.times()  # clock ticks only; process_time has nanosecond resolution
+    return time.process_time() + children.children_user + children.children_system
 
 
 class CoreJob:
