@@ -2,8 +2,9 @@
 
 Per input message: decode the Confluent framing (``0x00`` + 4-byte big-endian schema id + schemaless Avro body)
 with fastavro against the writer schema of that id, read through the latest version of its subject like the
-project's ``AvroCodec`` (the parent hands the schemas over by id, from the project's file registry, so the ids
-are the project's own); a message that does not decode is counted as bad input. The customer key is the first
+project's ``AvroCodec`` (the parent hands over the channel subjects' schemas by id, from the project's file
+registry, so the ids are the project's own); a message that does not decode, or is framed with any other id, is
+counted as bad input. The customer key is the first
 non-blank of ``customer_id``, ``loyalty_id``, ``device_id``, ``anonymous_id``, ``social_handle`` (the order the
 simulator keys messages by, so inputs are already partitioned by it; raw e-mail and phone are never used as a
 key); an event with none is counted as unkeyed. The session is per key ``(start_ms, end_ms, events)`` in event

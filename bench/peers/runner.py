@@ -2,11 +2,11 @@
 
 Each job runs in a child process of the peers' virtualenv (``venv``) with a spec: the broker, the four input
 topics, their end offsets taken now (the drain target), the writer schemas by id from the project's file
-registry, a fresh output topic (same partition count as the inputs) and, for Quix, a fresh consumer group and
-state directory. A job measures itself (``core.CoreJob.result``); here the row gets the child's peak RSS and the
-broker's CPU, and the output topic's size is checked against the updates the job says it sent. A job that does
-not finish within the timeout, fails, or whose venv cannot be built is reported as failed with the reason.
-The job's topics (output, Quix's changelog) and state directory are deleted afterwards.
+registry (channel subjects), a fresh output topic (same partition count as the inputs) and, for Quix, a fresh
+consumer group and state directory. A job measures itself (``core.CoreJob.result``); here the row gets the
+child's peak RSS and the broker's CPU, and the output topic's size is checked against the updates the job says
+it sent. A job that does not finish within the timeout, fails, or whose venv cannot be built is reported as
+failed with the reason. The job's topics (output, Quix's changelog) and state directory are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from bench.context import BenchContext, Measurement, failed
 from bench.peers.venv import PeerVenvError, ensure_peers_venv
 from bench.workload import Workload, end_offsets
 from pipeline.kafka_local import delete_topics, ensure_topics, list_topics
+from pipeline.settings import CHANNELS
 from schemas.registry_file import FileSchemaRegistry
 
 CORE = "decode Confluent Avro, key by customer, 30-min event-time session per key, one JSON update per event"
@@ -47,10 +48,15 @@ PEERS = (
 
 
 def schema_table() -> dict[str, dict[str, Any]]:
-    """str(schema id) -> writer schema and, when the writer is not its subject's latest, the latest to read with."""
+    """str(schema id) -> writer schema and, when the writer is not its subject's latest, the latest to read with.
+
+    Only the channel subjects (the inputs' contracts): a message framed with any other id is bad input.
+    """
     registry = FileSchemaRegistry()
     table: dict[str, dict[str, Any]] = {}
     for schema in registry.all_schemas():
+        if schema.subject not in CHANNELS:
+            continue
         latest = registry.latest(schema.subject)
         reader = None if latest.schema_id == schema.schema_id else latest.schema_json
         table[str(schema.schema_id)] = {"subject": schema.subject, "writer": schema.schema_json, "reader": reader}
