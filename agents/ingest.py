@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from agents.batching import PARTITIONER
 from agents.commit_marks import CommitMarks, fetch_marks
 from agents.cursor import Cursor, faust_cursor
+from agents.delivery import BatchDelivery, Delivered
 from agents.identity import wait_for_replica
 from agents.publish import EXIT_INFRA, EXIT_UPSTREAM_BROKEN, RetryPolicy, fatal, publish_all
 from pipeline.clock import Clock, SystemClock
@@ -116,6 +117,18 @@ class ChannelState:
             self.generation = generation
 
 
+def delivered(stream: Any, delivery: BatchDelivery) -> Callable[..., AsyncIterator[list[Delivered]]]:
+    """``noack_take`` of ``delivery``: iterating the stream's channel once subscribes the topic (what a Faust
+    stream does when it starts); its messages then reach ``delivery``, never the channel's queue."""
+
+    async def take(max_n: int, within: float) -> AsyncIterator[list[Delivered]]:
+        aiter(stream.channel)
+        while True:
+            yield await delivery.take(max_n, within)
+
+    return take
+
+
 def raw_batch(events: Sequence[Any], now_ms: int, monotonic_s: float | None = None) -> list[RawMessage]:
     """The step's input for a batch of Faust (or refilled) events, each with the time it reached the worker's
     streams: Faust's monitor stamps it (``time_in``, monotonic seconds), not when this batch started, as the take
@@ -179,8 +192,12 @@ class Ingest:
         self._resolved_of = partial(PARTITIONER.partition, outputs.resolved.get_topic_name(),
                                     partitions=outputs.partitions)  # fmt: skip
 
-    def register(self, app: Any, channel: ChannelState, batch_size: int, batch_within_s: float) -> Any:
-        """Register the ingest agent of ``channel.step``'s channel on ``app``; returns the Faust agent."""
+    def register(
+        self, app: Any, channel: ChannelState, batch_size: int, batch_within_s: float,
+        delivery: BatchDelivery | None = None,
+    ) -> Any:  # fmt: skip
+        """Register the ingest agent of ``channel.step``'s channel on ``app``; returns the Faust agent. With a
+        ``delivery`` (agents/delivery.py) the agent takes its batches from it; its stream only subscribes."""
         step = channel.step
         source = app.topic(
             step.source_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
@@ -191,11 +208,12 @@ class Ingest:
         cursor = channel.cursor = faust_cursor(app, step.source_topic, c.bootstrap, c.group_id, c.client_config)
 
         async def ingest(stream: Any) -> None:
-            channel.stream = stream
+            channel.stream = stream if delivery is None else delivery
             await wait_for_replica(self._replica)
             if self._suppression is not None:  # an erased person's events must not pass before the list is read
                 await wait_for_replica(self._suppression)
-            async for events in stream.noack_take(batch_size, within=batch_within_s):
+            batches = stream.noack_take if delivery is None else delivered(stream, delivery)
+            async for events in batches(batch_size, within=batch_within_s):
                 started = time.perf_counter()
                 admitted = await cursor.admit(events)
                 async with channel.lock:

@@ -17,6 +17,8 @@ from agents.caught_up import CaughtUp
 from agents.commit_marks import CommitMarks
 from agents.commit_marks import install as install_commit_marks
 from agents.cursor import install as install_gapless
+from agents.delivery import BatchDelivery
+from agents.delivery import install as install_delivery
 from agents.identity import register_identity_writer
 from agents.ingest import ChannelState, Committed, IdleSources, Ingest, IngestOutputs
 from agents.journey import register_journey
@@ -169,13 +171,17 @@ def create_app(
     lateness = int(settings.allowed_lateness_s * 1000)
     ingest = Ingest(router, replica, codec, outputs, committed, metrics, retry, clock, suppression=suppression)
     channels = []
+    deliveries = {name: BatchDelivery(app, name) for name in settings.input_topics.values()}
+    if settings.input_delivery == "batch":
+        install_delivery(app, deliveries)
     for channel, topic_name in settings.input_topics.items():  # one agent per channel
         guard = InvalidRatioGuard(settings.invalid_window, settings.invalid_ratio_limit, settings.invalid_min_events)
         step = IngestStep(channel, topic_name, codec, policy, pseudonymiser, quarantine, dedup, guard, metrics, clock,
                           lateness, partial(tokens.event_erased, erased=suppression.nodes))  # fmt: skip
         state = ChannelState(step, punctuality=Punctuality(max(1, int(settings.source_idle_s * 1000))))
         channels.append(state)
-        ingest.register(app, state, tuning.batch_size, tuning.ingest_within_s)
+        ingest.register(app, state, tuning.batch_size, tuning.ingest_within_s,
+                        deliveries[topic_name] if settings.input_delivery == "batch" else None)  # fmt: skip
     idle = IdleSources(app, channels, outputs, codec, committed, settings.source_idle_s, retry, metrics)
     app.timer(interval=min(1.0, settings.source_idle_s / 4), name="idle-sources")(idle.check)
     caught_up = CaughtUp(app, channels, ingest, outputs, codec, retry, metrics, clock)

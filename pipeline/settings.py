@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     retry_budget_s: float = Field(
         300.0, ge=0, description="Kafka, registry and DuckDB errors are retried this long before a process exits 75"
     )
+    input_delivery: Literal["batch", "stream"] = Field(
+        "batch", description="How channel messages reach ingest: in lists from Faust's consumer, or Faust's streams"
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", description="Event loop of a worker's threads")
     log_level: str = Field("INFO", description="Log level")
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text or one JSON object each")
