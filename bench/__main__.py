@@ -1,11 +1,11 @@
 """``python -m bench [--quick]`` (``make bench``): the whole benchmark in one run, results in bench/RESULTS.md.
 
 Order: local broker up (reused when running) -> workload loaded once -> floor -> peers (Quix Streams, Bytewax,
-aiokafka + dict, from a virtualenv of their own) -> Faust ceiling -> naive ->
-omnistream 1 worker (profiled with py-spy) -> 2 workers -> sink throughput -> latency at half the 1-worker rate
-(default settings, then a 0.5 s idle timeout), and at a low rate -> RESULTS.md. Every measurement runs in
-processes of its own; one that fails is reported as failed and the run goes on. ``--quick`` uses a 10x smaller
-workload (its results go to <state_dir>/bench/RESULTS-quick.md).
+aiokafka + dict, from a virtualenv of their own) -> Faust ceiling -> naive -> omnistream 1 worker (profiled
+with py-spy) -> the same with the previous design's settings -> 2 workers -> sink throughput -> latency at half
+the 1-worker rate (default settings, then a 0.5 s idle timeout), and at a low rate -> RESULTS.md. Every
+measurement runs in processes of its own; one that fails is reported as failed and the run goes on. ``--quick``
+uses a 10x smaller workload (its results go to <state_dir>/bench/RESULTS-quick.md).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ FULL = {
 QUICK = {"customers": 5_000, "days": 30, "naive_events": 20_000, "sink_rows": 100_000, "latency_s": 20.0, "cap_s": 0.0}
 MIN_FULL_EVENTS = 500_000
 IDLE_S = 0.5  # the latency run's second idle timeout: a deployment that favours latency over late stragglers
-STEPS = ("floor", "peers", "ceiling", "naive", "1w", "2w", "sink", "latency")
+STEPS = ("floor", "peers", "ceiling", "naive", "1w", "base", "2w", "sink", "latency")
 
 
 def say(text: str) -> None:
@@ -92,6 +92,9 @@ def main(argv: list[str]) -> int:
         say("omnistream, 1 worker" + (" (py-spy attached)" if spy_raw else ""))
         one = show(pipeline_run.measure(ctx, wl, 1, args.timeout, say, spy_raw, cap))
         rows.append(one)
+    if "base" in only:
+        say("omnistream, 1 worker, " + pipeline_run.PREVIOUS.title)
+        rows.append(show(pipeline_run.measure(ctx, wl, 1, args.timeout, say, None, cap, pipeline_run.PREVIOUS)))
     if "2w" in only:
         say("omnistream, 2 workers")
         rows.append(show(pipeline_run.measure(ctx, wl, 2, args.timeout, say, None, cap)))

@@ -18,6 +18,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,19 @@ from pipeline.drain import group_lag
 POLL_S = 0.25
 STALL_S = 60.0
 OUTPUTS = ("customer-events", "failed-events", "resolved-events", "sessions", "journey-stages", "signals")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A measurement of the pipeline with other settings (e.g. a previous design kept for comparison)."""
+
+    label: str
+    title: str
+    env: dict[str, str]
+
+
+#: Today's pipeline with the settings of the design before the throughput work: Faust's per-event streams.
+PREVIOUS = Variant("previous", "previous design (per-event input delivery)", {"OMNISTREAM_INPUT_DELIVERY": "stream"})
 
 
 def worker_env(ctx: BenchContext, settings: SharedInputSettings, state_dir: Path, workers: int) -> dict[str, str]:
@@ -124,12 +138,15 @@ def journey_events(env: dict[str, str], workers: int) -> int:
 
 def measure(
     ctx: BenchContext, workload: Workload, workers: int, timeout_s: float, report: Callable[[str], None],
-    profile_raw: Path | None = None, cap_s: float | None = None,
+    profile_raw: Path | None = None, cap_s: float | None = None, variant: Variant | None = None,
 ) -> Measurement:  # fmt: skip
     """Run ``workers`` workers until the group has drained the workload (or ``cap_s`` after the clock started:
-    then the rate counts the inputs the journey stage has committed); profile worker 0 if asked."""
-    tag = f"{workers}w"
+    then the rate counts the inputs the journey stage has committed); profile worker 0 if asked. A ``variant``
+    runs them with settings of its own (another row: its label joins the key and the title)."""
+    tag = f"{workers}w" + (f"-{variant.label}" if variant else "")
     key, title = f"omnistream_{tag}", f"omnistream: {workers} worker{'s' if workers > 1 else ''} (full pipeline)"
+    if variant is not None:
+        title += f", {variant.title}"
     settings = SharedInputSettings(
         kafka_bootstrap=ctx.bootstrap, topic_prefix=ctx.measurement_prefix(tag), input_prefix=ctx.prefix,
         app_id=ctx.app_id(tag), partitions=ctx.partitions, metrics_port=0,
@@ -140,6 +157,7 @@ def measure(
     consumed = consumed_topics(settings)
     group = GroupProbe(ctx.bootstrap, settings.app_id)
     env = worker_env(ctx, settings, ctx.dir(f"runs-{ctx.run_id}") / f"{tag}-state", workers)
+    env.update(variant.env if variant else {})
     spawned = time.monotonic()
     procs = start_workers(ctx, workers, env, tag, "bench.worker")
     sampler = ProcessSampler([p.pid for p in procs])
