@@ -345,7 +345,9 @@ class JourneyStep:
             m.behind.inc(adv.behind)
 
     def _sessions(self, versions: Sequence[SessionVersion], out: JourneyOutput) -> None:
-        for v in versions:
+        # Only the last version of a session within one advance is published: the warehouse keeps the latest
+        # (highest version) of each, and the versions in between are superseded before anyone could read them.
+        for v in {v.session_id: v for v in versions}.values():
             out.sessions.append((v.session_id.encode(), self._codec.encode("session", v.to_record())))
             self._metrics.session_versions.get(v.status).inc()
             if v.status == "closed":
