@@ -41,6 +41,7 @@ from schemas.codec import AvroCodec
 
 KeyValue = tuple[bytes | None, bytes]
 log = logging.getLogger(__name__)
+RECORD_SLICE = 20_000  # records packed or stored between two turns of the loop (about 1 us each)
 
 
 def _body(store: Mapping[bytes, bytes], key: bytes) -> bytes | None:
@@ -137,9 +138,9 @@ def register_journey(
             for partition, messages in sorted(by_partition.items()):
                 if expected_next.get(partition) != messages[0][0] or partition not in step.partitions:
                     messages[:0] = await restore(partition, messages[0][0])
-                out = step.process(partition, messages, partial(_body, records[partition]))
+                out = await _process(step, partition, messages, partial(_body, records[partition]))
                 tag = expected_next[partition] = messages[-1][0] + 1
-                written = writes[partition] = [(key, pack(tag, due, body)) for key, (body, due) in out.states.items()]
+                written = writes[partition] = await _pack(out.states, tag)
                 written.append((state_key(partition, partitions), pack(tag, None, out.partition_state)))
                 erased[partition] = out.erased
                 journey_metrics.watermark.get(str(partition)).set(out.watermark / 1000 if out.watermark > NEVER
@@ -152,7 +153,7 @@ def register_journey(
             await publish_all([(state_topic, [*(kv for written in writes.values() for kv in written), *tombstones])],
                               retry, metrics.infra_retries)  # fmt: skip
             for partition, written in writes.items():
-                records[partition].update(written)
+                await _update(records[partition], written)
                 for key in erased.get(partition, ()):
                     records[partition].pop(key, None)
             await cursor.ack(stream, events, admitted.generation)
@@ -160,6 +161,33 @@ def register_journey(
             timer.observe(time.perf_counter() - started)
 
     return app.agent(source_topic, name="journey", concurrency=1)(journey)
+
+
+async def _process(
+    step: JourneyStep, partition: int, messages: Sequence[tuple[int, bytes, bytes]],
+    load: Callable[[bytes], bytes | None],
+) -> JourneyOutput:  # fmt: skip
+    """``step.process`` with a turn for the other tasks of the loop between slices (JourneyStep.slices)."""
+    out = JourneyOutput()
+    for _ in step.slices(partition, messages, load, out):
+        await asyncio.sleep(0)
+    return out
+
+
+async def _pack(states: Mapping[bytes, tuple[bytes, int | None]], tag: int) -> list[tuple[bytes, bytes]]:
+    """The records of a batch's customers, packed in slices (a day crossing writes every scored customer)."""
+    written: list[tuple[bytes, bytes]] = []
+    items = list(states.items())
+    for start in range(0, len(items), RECORD_SLICE):
+        written.extend((key, pack(tag, due, body)) for key, (body, due) in items[start : start + RECORD_SLICE])
+        await asyncio.sleep(0)
+    return written
+
+
+async def _update(store: dict[bytes, bytes], written: Sequence[tuple[bytes, bytes]]) -> None:
+    for start in range(0, len(written), RECORD_SLICE):
+        store.update(written[start : start + RECORD_SLICE])
+        await asyncio.sleep(0)
 
 
 async def _publish(
