@@ -3,9 +3,11 @@
 Order: local broker up (reused when running) -> workload loaded once -> floor -> peers (Quix Streams, Bytewax,
 aiokafka + dict, from a virtualenv of their own) -> Faust ceiling -> naive -> omnistream 1 worker (profiled
 with py-spy) -> the same with the previous design's settings -> 2 workers -> sink throughput -> latency at half
-the 1-worker rate (default settings, then a 0.5 s idle timeout), and at a low rate -> RESULTS.md. Every
-measurement runs in processes of its own; one that fails is reported as failed and the run goes on. ``--quick``
-uses a 10x smaller workload (its results go to <state_dir>/bench/RESULTS-quick.md).
+the 1-worker rate (default settings, then a 0.5 s idle timeout), and at a low rate -> state at scale
+(``--customers``, 1M: memory, timer work, recovery after kill -9; bench/state_scale.py) -> RESULTS.md.
+``--only state`` updates only that section of RESULTS.md. Every measurement runs in processes of its own; one
+that fails is reported as failed and the run goes on. ``--quick`` uses a 10x smaller workload (its results go
+to <state_dir>/bench/RESULTS-quick.md).
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import sys
 import time
 from typing import Any
 
-from bench import faust_ceiling, floor, latency, naive, pipeline_run, sink
+from bench import faust_ceiling, floor, latency, naive, pipeline_run, sink, state_scale
 from bench.context import RESULTS_MD, BenchContext, Measurement, write_json
 from bench.peers.runner import measure_all as measure_peers
 from bench.profile import ProfileSummary, py_spy, summarise
 from bench.report import RunData, render
+from bench.report_state import splice, state_section
 from bench.workload import ensure_workload
 from pipeline.kafka_local import start_broker
 from pipeline.settings import load_settings
@@ -31,11 +34,14 @@ FULL = {
     "sink_rows": 1_000_000,  # enough batches that filling and draining the two-process pipeline is noise
     "latency_s": 30.0,
     "cap_s": 0.0,  # every run drains (a capped figure would only be a lower bound); --timeout still bounds it
+    "state_customers": 1_000_000,
 }
-QUICK = {"customers": 5_000, "days": 30, "naive_events": 20_000, "sink_rows": 100_000, "latency_s": 20.0, "cap_s": 0.0}
+QUICK = {"customers": 5_000, "days": 30, "naive_events": 20_000, "sink_rows": 100_000, "latency_s": 20.0, "cap_s": 0.0,
+         "state_customers": 100_000}  # fmt: skip
+STATE_TIMEOUT_S = 1800.0  # a day crossing of 1M customers is run twice
 MIN_FULL_EVENTS = 500_000
 IDLE_S = 0.5  # the latency run's second idle timeout: a deployment that favours latency over late stragglers
-STEPS = ("floor", "peers", "ceiling", "naive", "1w", "base", "2w", "sink", "latency")
+STEPS = ("floor", "peers", "ceiling", "naive", "1w", "base", "2w", "sink", "latency", "state")
 
 
 def say(text: str) -> None:
@@ -58,6 +64,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--cap", type=float, default=None, help="seconds after which an omnistream run stops undrained (0 = none)"
     )
+    parser.add_argument("--customers", type=int, default=None,
+                        help="customers of the state step (default 1,000,000; --quick 100,000)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=420.0, help="seconds per measurement at most")
     return parser.parse_args(argv)
 
@@ -71,11 +79,13 @@ def main(argv: list[str]) -> int:
     broker = start_broker(base, report=say)
     ctx = BenchContext.create(args.quick, broker.pid)
     say(f"broker {broker.bootstrap} (pid {broker.pid or 'external'}); files under {ctx.out}")
+    only = set(args.only.split(","))
+    if only == {"state"}:  # builds its own state; no workload needed
+        return _state_only(args, ctx, size, t0)
     wl = ensure_workload(ctx, customers=int(size["customers"]), days=int(size["days"]), seed=7, report=say)
     say(f"workload: {wl.messages:,} messages, {wl.customers:,} customers")
     if not args.quick and wl.messages < MIN_FULL_EVENTS:
         say(f"warning: fewer than {MIN_FULL_EVENTS:,} messages; raise FULL['days'] in bench/__main__.py")
-    only = set(args.only.split(","))
     cap = (args.cap if args.cap is not None else float(size["cap_s"])) or None
     rows: list[Measurement] = []
     if "floor" in only:
@@ -129,12 +139,29 @@ def main(argv: list[str]) -> int:
     else:
         lat_note = "the 1-worker run gave no rate to halve"
     say(f"latency: {lat_note} {lat}")
+    if "state" in only:
+        n = args.customers or int(size["state_customers"])
+        for m in state_scale.measure(ctx, n, say, max(args.timeout, STATE_TIMEOUT_S)):
+            rows.append(show(m))
     profile, missing = _profile(spy_raw)
     data = RunData(args.quick, wl.to_json(), rows, lat, lat_rate, lat_note, profile, missing, base.kafka_version,
                    time.monotonic() - t0, started, lat_low, lat_idle)  # fmt: skip
     target = ctx.out / "RESULTS-quick.md" if args.quick else RESULTS_MD
     target.write_text(render(data))
     write_json(ctx.logs / "results.json", _json(data))
+    say(f"done in {(time.monotonic() - t0) / 60:.1f} min: {target}")
+    return 0
+
+
+def _state_only(args: argparse.Namespace, ctx: BenchContext, size: dict[str, float], t0: float) -> int:
+    """``--only state``: the state step, spliced into the existing RESULTS.md (or written alone)."""
+    n = args.customers or int(size["state_customers"])
+    rows = [show(m) for m in state_scale.measure(ctx, n, say, max(args.timeout, STATE_TIMEOUT_S))]
+    by_key = {m.key: m for m in rows}
+    section = state_section(by_key.get("state"), by_key.get("state_recovery"))
+    target = ctx.out / "RESULTS-quick.md" if args.quick else RESULTS_MD
+    target.write_text(splice(target.read_text() if target.is_file() else "# omnistream benchmark results\n", section))
+    write_json(ctx.logs / "results-state.json", [m.to_json() for m in rows])
     say(f"done in {(time.monotonic() - t0) / 60:.1f} min: {target}")
     return 0
 

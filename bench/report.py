@@ -17,6 +17,7 @@ import psutil
 
 from bench.context import Measurement
 from bench.profile import ProfileSummary
+from bench.report_state import state_section, state_targets
 
 PACKAGES = ("faust-streaming", "aiokafka", "kafka-python", "fastavro", "duckdb", "pyarrow", "py-spy")
 
@@ -259,7 +260,7 @@ def render(data: RunData) -> str:
         "",
         "## Throughput (events/s of input)",
         "",
-        *table(data.rows),
+        *table([m for m in data.rows if not m.key.startswith("state")]),
         "",
         "CPU % is of one core (200 % = both cores), over the timed window; the broker runs on the same 2 cores. "
         "Events per CPU-second = events / (seconds x CPU % / 100): the work per event, whatever the waits.",
@@ -343,8 +344,11 @@ def render(data: RunData) -> str:
             f"p99 {state['p99_bytes']:,.0f} B, max {state['max_bytes']:,} B per customer (key + value); "
             f"{state['changelog_messages']:,} changelog messages for {w['messages']:,} inputs."
         )
+    scale, recovery = by_key.get("state"), by_key.get("state_recovery")
+    lines += ["", *state_section(scale, recovery)]
     lines += ["", "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     latency = data.latency or None
     lines += [f"| {t.name} | {t.shown} | {t.verdict} |" for t in targets(by_key, latency, state, data.latency_idle)]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in state_targets(scale, recovery)]
     lines += ["", "## Profile", "", *profile_lines(data.profile, data.profile_missing), ""]
     return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""State at scale: N customers in one journey partition, as a worker holds them (``--only state``).
+
+Runs in a child process (``python -m bench.state_scale SPEC RESULT``) over the records of bench/state_build.py:
+
+- **memory**: RSS growth while the records are held as the journey holds them (``dict`` key -> header + body,
+  as :func:`agents.state_table.recover` returns them) and then the due-time index
+  (:meth:`JourneyStep.restore`: ``due`` dict + ``timers`` heap); the same counted object by object
+  (``sys.getsizeof``); the records' encoded size (key + value).
+- **minute ticks**: the watermark moves one minute of event time per batch from noon to just before midnight;
+  each batch's synchronous work (``JourneyStep.process``, packing the records, storing them) is timed.
+- **day crossing**: the batch that moves the watermark past midnight (every scored customer re-scored). Once
+  in one go (how long the loop would be held), once as the agent now runs it (``agents.journey._process``,
+  ``_pack``, ``_update``) on an event loop with a probe task whose longest wait is the longest stretch the loop
+  was held. Both must give the same records. Also timed: Kafka's partitioner over the batch's state records,
+  the one pass ``agents.batching.send_chunks`` makes over a topic's messages before its first ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from agents.batching import Partitioner
+from agents.journey import _pack, _process, _update
+from agents.state_table import pack, unpack
+from bench import state_recovery
+from bench.child import run_child
+from bench.context import BenchContext, Measurement, failed, read_json, write_json
+from bench.state_build import DAY, END_MS, codec, customers, new_step, templates, tick
+from pipeline.app import session_policy
+from pipeline.settings import load_settings
+from pipeline.steps.journey import JourneyStep
+
+MINUTE = 60_000
+SAMPLE = 3000  # simulated customers behind the templates (about 2,300 end up with a record)
+
+
+def rss() -> int:
+    gc.collect()
+    return int(psutil.Process().memory_info().rss)
+
+
+def sizes(values: list[int]) -> dict[str, float]:
+    values.sort()
+    return {"mean": statistics.fmean(values), "p50": values[len(values) // 2],
+            "p99": values[min(len(values) - 1, len(values) * 99 // 100)], "max": values[-1]}  # fmt: skip
+
+
+def held_bytes(store: dict[bytes, bytes], step: JourneyStep) -> dict[str, int]:
+    """Bytes of the Python objects, counted one by one (keys are shared by the records and the index)."""
+    part = step.partitions[0]
+    records = sys.getsizeof(store) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in store.items())
+    index = sys.getsizeof(part.due) + sum(sys.getsizeof(d) for d in part.due.values())
+    index += sys.getsizeof(part.timers) + sum(sys.getsizeof(t) + sys.getsizeof(t[0]) for t in part.timers)
+    return {"records": records, "index": index}
+
+
+def run(n: int, sample_size: int) -> dict[str, Any]:
+    policy = session_policy(load_settings())
+    started = time.perf_counter()
+    sample = templates(policy, customers=sample_size)
+    result: dict[str, Any] = {"customers": n, "templates": len(sample), "build_s": time.perf_counter() - started}
+    base = rss()
+    store = {key: pack(0, due, body) for key, body, due in customers(sample, n)}
+    with_records = rss()
+    step = new_step(policy)
+    step.restore(0, None, [(k, unpack(v)[1]) for k, v in store.items()], ())
+    with_index = rss()
+    result["rss_records"], result["rss_index"] = with_records - base, with_index - with_records
+    result["objects"] = held_bytes(store, step)
+    result["record_bytes"] = sizes([len(k) + len(v) for k, v in store.items()])
+    dues = [unpack(v)[1] for v in store.values()]
+    midnight = (END_MS // DAY + 1) * DAY
+    result["due_at_midnight"] = sum(1 for d in dues if d == midnight)
+    result["due_before_midnight"] = sum(1 for d in dues if d is not None and d < midnight)
+    del dues
+    c = codec()
+    offset = 0
+
+    def load(key: bytes) -> bytes | None:
+        return unpack(store.get(key))[2]
+
+    ticks: list[tuple[float, int]] = []
+    for mark in range(END_MS + MINUTE, midnight, MINUTE):
+        key, value = tick(c, mark)
+        t0 = time.perf_counter()
+        out = step.process(0, [(offset, key, value)], load)
+        offset += 1
+        store.update((k, pack(offset, due, body)) for k, (body, due) in out.states.items())
+        ticks.append((time.perf_counter() - t0, len(out.states)))
+    worst = max(ticks)
+    result["ticks"] = {"count": len(ticks), "max_ms": worst[0] * 1000, "max_customers": worst[1],
+                       "p99_ms": sorted(t for t, _ in ticks)[len(ticks) * 99 // 100] * 1000,
+                       "customers_fired": sum(n for _, n in ticks)}  # fmt: skip
+    state = step.partitions[0].encode()
+    crossing = tick(c, midnight + MINUTE)
+    result["day_whole"], whole_digest = _whole(step, store, crossing, offset)
+    again = new_step(policy)  # the same partition as a worker rebuilds it: the sliced run starts from there
+    again.restore(0, state, [(k, unpack(v)[1]) for k, v in store.items()], ())
+    result["day_sliced"], sliced_digest = asyncio.run(_sliced(again, store, crossing, offset))
+    result["same_records"] = whole_digest == sliced_digest
+    result["rss_peak"] = int(psutil.Process().memory_info().rss)
+    return result
+
+
+def _digest(written: list[tuple[bytes, bytes]]) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(written):
+        h.update(key + b"\0" + value)
+    return h.hexdigest()
+
+
+Figures = tuple[dict[str, Any], str]
+
+
+def _whole(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int) -> Figures:
+    load = lambda key: unpack(store.get(key))[2]  # noqa: E731
+    t0 = time.perf_counter()
+    out = step.process(0, [(offset, *msg)], load)
+    t1 = time.perf_counter()
+    written = [(k, pack(offset + 1, due, body)) for k, (body, due) in out.states.items()]
+    t2 = time.perf_counter()
+    scratch = dict(store)  # the sliced run starts from the same records
+    t3 = time.perf_counter()
+    scratch.update(written)
+    t4 = time.perf_counter()
+    partitioner, ps = Partitioner(), time.perf_counter()
+    for key, _ in written:
+        partitioner.partition("state", key, 4)
+    partition_s = time.perf_counter() - ps
+    figures = {"process_s": t1 - t0, "pack_s": t2 - t1, "update_s": t4 - t3, "customers": len(out.states),
+               "profiles": len(out.journey.profiles), "signals": len(out.journey.signals),
+               "partition_s": partition_s, "blocked_s": (t2 - t0) + (t4 - t3)}  # fmt: skip
+    return figures, _digest(written)
+
+
+async def _sliced(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int) -> Figures:
+    """The agent's sliced functions on a loop, with a probe measuring how long the loop was held at a time."""
+    gaps: list[float] = []
+    running = True
+
+    async def probe() -> None:
+        last = time.perf_counter()
+        while running:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(probe())
+    await asyncio.sleep(0)
+    t0 = time.perf_counter()
+    out = await _process(step, 0, [(offset, *msg)], lambda key: unpack(store.get(key))[2])
+    written = await _pack(out.states, offset + 1)
+    await _update(store, written)
+    total = time.perf_counter() - t0
+    running = False
+    await task
+    gaps.sort()
+    figures = {"total_s": total, "max_ms": gaps[-1] * 1000, "p99_ms": gaps[len(gaps) * 99 // 100] * 1000,
+               "turns": len(gaps), "customers": len(out.states)}  # fmt: skip
+    return figures, _digest(written)
+
+
+def measure(ctx: BenchContext, n: int, report: Callable[[str], None], timeout_s: float) -> list[Measurement]:
+    """The in-memory figures in a child process, then the recovery of a real worker (bench/state_recovery.py)."""
+    report(f"state at scale: {n:,} customers in memory (child process)")
+    title = f"journey state, {n:,} customers in memory"
+    child = run_child(ctx, "state", "bench.state_scale", {"customers": n, "sample": SAMPLE}, timeout_s)
+    if child.result is None:
+        scale = failed("state", title, f"exit {child.exit_code}: {child.log_tail(5)}", child.wall_s)
+    else:
+        scale = Measurement("state", title, events=n, seconds=child.result["day_sliced"]["total_s"],
+                            wall_s=child.wall_s, rss_bytes=child.result["rss_peak"], extra=child.result)  # fmt: skip
+    report(f"state at scale: recovery of a worker holding {n:,} customers")
+    try:
+        sample = templates(session_policy(load_settings()), customers=SAMPLE)
+        recovery = state_recovery.measure(ctx, n, sample, report, timeout_s)
+    except Exception as exc:  # reported, not fatal: the in-memory figures stand
+        recovery = failed("state_recovery", f"recovery of a worker holding {n:,} customers", repr(exc))
+    return [scale, recovery]
+
+
+def main(argv: list[str]) -> None:
+    spec = read_json(Path(argv[1]))
+    write_json(Path(argv[2]), run(int(spec["customers"]), int(spec.get("sample", SAMPLE))))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
