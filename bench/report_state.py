@@ -32,11 +32,12 @@ def state_targets(scale: Measurement | None, recovery: Measurement | None) -> li
     restart = recovery.seconds if recovery and recovery.status == "ok" else None
     who = f"{n:,}" if n else "N"
     return [
-        (f"worker memory per customer ({who} held)", _v(per, "{:,.0f} B") + " (≤ 2 KB)", _verdict(per, PER_CUSTOMER_B)),
-        ("longest stretch timer work holds the loop (minute ticks, day crossing)", _v(worst, "{:,.0f} ms") + " (≤ 50 ms)",
-         _verdict(worst, BLOCK_MS)),
-        (f"restart after kill -9, worker holding {recovery.events or 0:,} customers" if recovery else "restart after kill -9",
-         _v(restart, "{:.1f} s") + " (≤ 30 s)", _verdict(restart, RECOVERY_S)),
+        (f"worker memory per customer ({who} held)", _v(per, "{:,.0f} B") + " (≤ 2 KB)",
+         _verdict(per, PER_CUSTOMER_B)),
+        ("longest stretch timer work holds the loop (minute ticks, day crossing)",
+         _v(worst, "{:,.0f} ms") + " (≤ 50 ms)", _verdict(worst, BLOCK_MS)),
+        (f"restart after kill -9, worker holding {recovery.events or 0:,} customers" if recovery
+         else "restart after kill -9", _v(restart, "{:.1f} s") + " (≤ 30 s)", _verdict(restart, RECOVERY_S)),
     ]  # fmt: skip
 
 
@@ -58,16 +59,19 @@ def state_section(scale: Measurement | None, recovery: Measurement | None) -> li
 
 
 def _scale_lines(x: dict[str, Any]) -> list[str]:
-    n, obj, rec, t, whole, sl = x["customers"], x["objects"], x["record_bytes"], x["ticks"], x["day_whole"], x["day_sliced"]
+    n, obj, rec, t = x["customers"], x["objects"], x["record_bytes"], x["ticks"]
+    whole, sl = x["day_whole"], x["day_sliced"]
     return [
-        f"{n:,} customers in one journey partition, copied from {x['templates']:,} real records (bench/state_build.py); "
-        f"{x['due_at_midnight']:,} due at the next midnight (the daily re-score), {x['due_before_midnight']:,} earlier.",
+        f"{n:,} customers in one journey partition, copied from {x['templates']:,} real records "
+        f"(bench/state_build.py); {x['due_at_midnight']:,} due at the next midnight (the daily re-score), "
+        f"{x['due_before_midnight']:,} earlier.",
         "",
         f"- **memory**: {(obj['records'] + obj['index']) / n:,.0f} B per customer held "
-        f"({obj['records'] / n:,.0f} B the record in its dict, {obj['index'] / n:,.0f} B the due-time index; Python "
-        f"objects counted one by one); RSS grew {x['rss_records'] / n:,.0f} + {x['rss_index'] / n:,.0f} B per customer.",
-        f"- **record** (key + header + body, as in the state topic): mean {rec['mean']:,.0f} B, p50 {rec['p50']:,.0f} B, "
-        f"p99 {rec['p99']:,.0f} B, max {rec['max']:,.0f} B.",
+        f"({obj['records'] / n:,.0f} B the record in its dict, {obj['index'] / n:,.0f} B the due-time index; "
+        f"Python objects counted one by one); RSS grew {x['rss_records'] / n:,.0f} + {x['rss_index'] / n:,.0f} B "
+        "per customer.",
+        f"- **record** (key + header + body, as in the state topic): mean {rec['mean']:,.0f} B, "
+        f"p50 {rec['p50']:,.0f} B, p99 {rec['p99']:,.0f} B, max {rec['max']:,.0f} B.",
         f"- **minute ticks** (noon to midnight, {t['count']:,} batches, {t['customers_fired']:,} customers fired): "
         f"longest {t['max_ms']:,.1f} ms ({t['max_customers']:,} customers in that minute), p99 {t['p99_ms']:,.1f} ms.",
         f"- **day crossing in one go** (as before): {whole['customers']:,} customers re-scored, "
@@ -96,8 +100,9 @@ def _recovery_lines(m: Measurement) -> list[str]:
     ]
     if rocks.get("status") == "ok":
         lines.append(
-            f"- the same records from a local RocksDB (`rocksdict`, reopened, read into a dict): {rocks['seconds']:,.1f} s "
-            f"= {rocks['rate']:,.0f} records/s ({rocks['disk_bytes'] / 1e6:,.0f} MB on disk; writing it took "
+            f"- the same records from a local RocksDB (`rocksdict`, reopened, read into a dict): "
+            f"{rocks['seconds']:,.1f} s = {rocks['rate']:,.0f} records/s "
+            f"({rocks['disk_bytes'] / 1e6:,.0f} MB on disk; writing it took "
             f"{rocks['write_s']:,.1f} s). Not built into the worker: see docs/operations.md."
         )
     else:

@@ -135,7 +135,8 @@ def measure(
         report(f"  state topic loaded: {n:,} records, {loaded['bytes'] / 1e6:,.0f} MB in {loaded['seconds']:.0f} s")
         read = plain_read(ctx.bootstrap, state_topic, 0)
         report(f"  plain read of partition 0: {read['records']:,} records in {read['seconds']:.1f} s")
-        local = rocksdb_load(ctx.dir(f"runs-{ctx.run_id}") / "state-rocksdb", scan_partition(ctx.bootstrap, state_topic, 0))
+        local = rocksdb_load(ctx.dir(f"runs-{ctx.run_id}") / "state-rocksdb",
+                             scan_partition(ctx.bootstrap, state_topic, 0))  # fmt: skip
         probe(ctx.bootstrap, resolved, ctx.partitions, 1)
         proc, cold = run_until_answered(ctx, env, state_topic, "state-cold", timeout_s)
         procs.append(proc)
@@ -155,6 +156,7 @@ def measure(
     seconds = restart["seconds"]
     return Measurement(key, title, status="ok" if seconds is not None else "failed", events=n, seconds=seconds,
                        rate=n / seconds if seconds else None,
-                       note=f"restart after kill -9 until every partition answered; cold start {cold['seconds']:.1f} s",
-                       extra={"partitions": ctx.partitions, "load": loaded, "plain_read": read, "rocksdb": local, "cold": cold,
-                              "restart": restart})  # fmt: skip
+                       note=f"restart after kill -9 until every partition answered; cold start "
+                            f"{cold['seconds']:.1f} s",
+                       extra={"partitions": ctx.partitions, "load": loaded, "plain_read": read, "rocksdb": local,
+                              "cold": cold, "restart": restart})  # fmt: skip
