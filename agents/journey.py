@@ -41,7 +41,7 @@ from schemas.codec import AvroCodec
 
 KeyValue = tuple[bytes | None, bytes]
 log = logging.getLogger(__name__)
-RECORD_SLICE = 20_000  # records packed or stored between two turns of the loop (about 1 us each)
+RECORD_SLICE = 10_000  # records packed or stored between two turns of the loop (about 1 us each)
 
 
 def _body(store: Mapping[bytes, bytes], key: bytes) -> bytes | None:

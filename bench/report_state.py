@@ -26,16 +26,17 @@ def state_targets(scale: Measurement | None, recovery: Measurement | None) -> li
     x = scale.extra if scale and scale.status == "ok" else {}
     n = x.get("customers", 0)
     per = (x["objects"]["records"] + x["objects"]["index"]) / n if n else None
-    sliced = x["day_sliced"]["max_ms"] if x else None
-    tick = x["ticks"]["max_ms"] if x else None
-    worst = max(sliced, tick) if sliced is not None and tick is not None else None
+    probes = [x["day_sliced"], x["day_sliced"]["publish"], x["ticks"]["loop"]] if x else []
+    # The verdict is on CPU time: on a shared machine the wall-clock gaps also hold other processes' turns.
+    worst = max(p["cpu_max_ms"] for p in probes) if probes else None
+    wall = max(p["max_ms"] for p in probes) if probes else None
     restart = recovery.seconds if recovery and recovery.status == "ok" else None
     who = f"{n:,}" if n else "N"
     return [
         (f"worker memory per customer ({who} held)", _v(per, "{:,.0f} B") + " (≤ 2 KB)",
          _verdict(per, PER_CUSTOMER_B)),
-        ("longest stretch timer work holds the loop (minute ticks, day crossing)",
-         _v(worst, "{:,.0f} ms") + " (≤ 50 ms)", _verdict(worst, BLOCK_MS)),
+        ("longest stretch timer work holds the loop (minute ticks, day crossing, its publishing)",
+         _v(worst, "{:,.0f} ms of CPU") + _v(wall, " ({:,.0f} ms wall)") + " (≤ 50 ms)", _verdict(worst, BLOCK_MS)),
         (f"restart after kill -9, worker holding {recovery.events or 0:,} customers" if recovery
          else "restart after kill -9", _v(restart, "{:.1f} s") + " (≤ 30 s)", _verdict(restart, RECOVERY_S)),
     ]  # fmt: skip
@@ -72,17 +73,22 @@ def _scale_lines(x: dict[str, Any]) -> list[str]:
         "per customer.",
         f"- **record** (key + header + body, as in the state topic): mean {rec['mean']:,.0f} B, "
         f"p50 {rec['p50']:,.0f} B, p99 {rec['p99']:,.0f} B, max {rec['max']:,.0f} B.",
-        f"- **minute ticks** (noon to midnight, {t['count']:,} batches, {t['customers_fired']:,} customers fired): "
-        f"longest {t['max_ms']:,.1f} ms ({t['max_customers']:,} customers in that minute), p99 {t['p99_ms']:,.1f} ms.",
-        f"- **day crossing in one go** (as before): {whole['customers']:,} customers re-scored, "
+        f"- **minute ticks** (noon to midnight, {t['count']:,} batches, {t['customers_fired']:,} customers fired, "
+        f"as the agent runs them now): longest batch {t['max_ms']:,.1f} ms of work ({t['max_customers']:,} "
+        f"customers in that minute), p99 {t['p99_ms']:,.1f} ms; the loop was held at most "
+        f"**{t['loop']['max_ms']:,.1f} ms** at a time ({t['loop']['cpu_max_ms']:,.1f} ms of CPU).",
+        f"- **day crossing in one go** (before): {whole['customers']:,} customers re-scored, "
         f"{whole['profiles']:,} profile versions, {whole['signals']:,} signals; the loop held for "
         f"**{whole['blocked_s']:,.1f} s** (process {whole['process_s']:,.1f} s, packing {whole['pack_s']:,.2f} s, "
-        f"storing {whole['update_s']:,.2f} s).",
-        f"- **day crossing in slices** (the agent now): {sl['total_s']:,.1f} s of work in {sl['turns']:,} turns of the "
-        f"loop, longest **{sl['max_ms']:,.1f} ms**; same records as in one go: {x['same_records']}.",
-        f"- not sliced: Kafka's partitioner over the {whole['customers']:,} state records in `send_chunks` "
-        f"(one pass per topic before its first await): {whole['partition_s'] * 1000:,.0f} ms; the profile versions "
-        "take a second such pass.",
+        f"storing {whole['update_s']:,.2f} s), then {whole['partition_s']:,.1f} s more partitioning the records in "
+        "`send_chunks`, and as much again for the profile versions.",
+        f"- **day crossing in slices** (now): {sl['total_s']:,.1f} s of work in {sl['turns']:,} turns of the loop, "
+        f"held at most **{sl['max_ms']:,.1f} ms** at a time (p99 {sl['p99_ms']:,.1f} ms; in CPU time "
+        f"{sl['cpu_max_ms']:,.1f} ms, p99 {sl['cpu_p99_ms']:,.1f} ms: the rest is other processes on the 2 shared "
+        f"cores); {sl['gc2']:,} full garbage collections, the longest {sl['gc2_max_ms']:,.0f} ms. Same records as "
+        f"in one go: {x['same_records']}. Publishing the records through `send_chunks` (a producer stand-in that "
+        f"waits a turn per queued record batch): {sl['publish']['seconds']:,.1f} s, the loop held at most "
+        f"**{sl['publish']['max_ms']:,.1f} ms**.",
     ]  # fmt: skip
 
 

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from aiokafka.producer.message_accumulator import BatchBuilder
 
-from agents.batching import Partitioner
+from agents.batching import Partitioner, send_chunks
 from agents.journey import _pack, _process, _update
 from agents.state_table import pack, unpack
 from bench import state_recovery
@@ -84,23 +85,8 @@ def run(n: int, sample_size: int) -> dict[str, Any]:
     result["due_before_midnight"] = sum(1 for d in dues if d is not None and d < midnight)
     del dues
     c = codec()
-    offset = 0
-
-    def load(key: bytes) -> bytes | None:
-        return unpack(store.get(key))[2]
-
-    ticks: list[tuple[float, int]] = []
-    for mark in range(END_MS + MINUTE, midnight, MINUTE):
-        key, value = tick(c, mark)
-        t0 = time.perf_counter()
-        out = step.process(0, [(offset, key, value)], load)
-        offset += 1
-        store.update((k, pack(offset, due, body)) for k, (body, due) in out.states.items())
-        ticks.append((time.perf_counter() - t0, len(out.states)))
-    worst = max(ticks)
-    result["ticks"] = {"count": len(ticks), "max_ms": worst[0] * 1000, "max_customers": worst[1],
-                       "p99_ms": sorted(t for t, _ in ticks)[len(ticks) * 99 // 100] * 1000,
-                       "customers_fired": sum(n for _, n in ticks)}  # fmt: skip
+    result["ticks"] = asyncio.run(_ticks(step, store, [tick(c, m) for m in range(END_MS + MINUTE, midnight, MINUTE)]))
+    offset = result["ticks"]["count"]
     state = step.partitions[0].encode()
     crossing = tick(c, midnight + MINUTE)
     result["day_whole"], whole_digest = _whole(step, store, crossing, offset)
@@ -143,32 +129,107 @@ def _whole(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes
     return figures, _digest(written)
 
 
-async def _sliced(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int) -> Figures:
-    """The agent's sliced functions on a loop, with a probe measuring how long the loop was held at a time."""
-    gaps: list[float] = []
-    running = True
+class LoopProbe:
+    """Measures how long the event loop is held at a time: a task that only yields, and the gaps between its
+    turns; also the pauses of Python's cyclic garbage collector (which hold the loop whatever the code does)."""
 
-    async def probe() -> None:
-        last = time.perf_counter()
-        while running:
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self.cpu_gaps: list[float] = []  # the same in this thread's CPU time: without other processes' share
+        self.gc_pauses: list[float] = []
+        self._running = False
+        self._gc_started = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif info.get("generation") == 2:
+            self.gc_pauses.append(time.perf_counter() - self._gc_started)
+
+    async def _spin(self) -> None:
+        last, last_cpu = time.perf_counter(), time.thread_time()
+        while self._running:
             await asyncio.sleep(0)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
+            now, cpu = time.perf_counter(), time.thread_time()
+            self.gaps.append(now - last)
+            self.cpu_gaps.append(cpu - last_cpu)
+            last, last_cpu = now, cpu
 
-    task = asyncio.create_task(probe())
-    await asyncio.sleep(0)
-    t0 = time.perf_counter()
+    async def __aenter__(self) -> LoopProbe:
+        self._running = True
+        gc.callbacks.append(self._gc)
+        self._task = asyncio.create_task(self._spin())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._running = False
+        gc.callbacks.remove(self._gc)
+        if self._task is not None:
+            await self._task
+
+    def figures(self) -> dict[str, float]:
+        gaps, cpu = sorted(self.gaps), sorted(self.cpu_gaps)
+        return {"max_ms": gaps[-1] * 1000, "p99_ms": gaps[len(gaps) * 99 // 100] * 1000, "turns": len(gaps),
+                "cpu_max_ms": cpu[-1] * 1000, "cpu_p99_ms": cpu[len(cpu) * 99 // 100] * 1000,
+                "gc2": len(self.gc_pauses), "gc2_max_ms": max(self.gc_pauses, default=0.0) * 1000}  # fmt: skip
+
+
+Written = list[tuple[bytes, bytes]]
+
+
+async def _batch(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int) -> Written:
+    """One batch as the agent runs it now: the step in slices, then the records packed and stored in slices."""
     out = await _process(step, 0, [(offset, *msg)], lambda key: unpack(store.get(key))[2])
     written = await _pack(out.states, offset + 1)
     await _update(store, written)
-    total = time.perf_counter() - t0
-    running = False
-    await task
-    gaps.sort()
-    figures = {"total_s": total, "max_ms": gaps[-1] * 1000, "p99_ms": gaps[len(gaps) * 99 // 100] * 1000,
-               "turns": len(gaps), "customers": len(out.states)}  # fmt: skip
-    return figures, _digest(written)
+    return written
+
+
+async def _ticks(step: JourneyStep, store: dict[bytes, bytes], messages: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    work: list[tuple[float, int]] = []
+    async with LoopProbe() as probe:
+        for offset, msg in enumerate(messages):
+            t0 = time.perf_counter()
+            written = await _batch(step, store, msg, offset)
+            work.append((time.perf_counter() - t0, len(written)))
+            await asyncio.sleep(0)  # the agent waits for its next batch
+    worst = max(work)
+    return {"count": len(work), "max_ms": worst[0] * 1000, "max_customers": worst[1],
+            "p99_ms": sorted(t for t, _ in work)[len(work) * 99 // 100] * 1000,
+            "customers_fired": sum(n for _, n in work), "loop": probe.figures()}  # fmt: skip
+
+
+async def _sliced(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int) -> Figures:
+    """The agent's sliced functions on a loop, with a probe measuring how long the loop was held at a time."""
+    async with LoopProbe() as probe:
+        t0 = time.perf_counter()
+        written = await _batch(step, store, msg, offset)
+        total = time.perf_counter() - t0
+    async with LoopProbe() as sending:
+        t0 = time.perf_counter()
+        await send_chunks(_Producer(), "state", written, Partitioner())
+        send_s = time.perf_counter() - t0
+    publish = {"seconds": send_s, **sending.figures()}
+    return {"total_s": total, "customers": len(written), **probe.figures(), "publish": publish}, _digest(written)
+
+
+class _Producer:
+    """What ``send_chunks`` needs of aiokafka's producer: real record batches; a batch queued behind the previous
+    one of its partition waits for it to drain (one turn of the loop here), as aiokafka's accumulator does."""
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3}
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(16384, 0, is_transactional=False)
+
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> asyncio.Future[None]:
+        await asyncio.sleep(0)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
 
 
 def measure(ctx: BenchContext, n: int, report: Callable[[str], None], timeout_s: float) -> list[Measurement]:

@@ -41,7 +41,7 @@ ANY_SOURCE = "*"  # in a resumed message of a state written before sources were 
 KeyValue = tuple[bytes | None, bytes]
 WRITER = "writer"
 #: Customers per slice of :meth:`JourneyStep.slices` (a day crossing costs about 0.1 ms per customer).
-SLICE = 250
+SLICE = 150
 TAKE_PER_CUSTOMER = 16  # due keys taken per slice, per customer of a slice (taking one costs far less)
 
 

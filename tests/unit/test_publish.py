@@ -11,7 +11,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from kafka.partitioner.default import murmur2
 from prometheus_client import CollectorRegistry, Counter
 
-from agents.batching import Partitioner, send_chunks
+from agents.batching import PARTITION_SLICE, Partitioner, send_chunks
 from agents.publish import EXIT_INFRA, RetryClock, RetryPolicy, publish, publish_all
 from pipeline.metrics import ChildCache
 
@@ -121,6 +121,41 @@ def test_chunks_follow_kafkas_partitioner_keep_key_order_and_split_when_full() -
         key = f"customer-{k}".encode()
         sent = [v for _t, _p, kk, v in producer.acked if kk == key]
         assert sent == [f"event-{i:03d}".encode() * 3 for i in range(60) if i % 7 == k]
+
+
+def test_partitioning_many_messages_gives_the_loop_turns_and_keeps_key_order() -> None:
+    """A midnight publishes a record per customer: the partitioning pass yields every PARTITION_SLICE messages."""
+
+    async def run() -> tuple[Producer, int]:
+        producer = Producer([], partitions=3, batch_bytes=1 << 20)
+        producer.release.set()
+        turns = 0
+        done = False
+
+        async def other_task() -> None:
+            nonlocal turns
+            while not done:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other_task())
+        await asyncio.sleep(0)
+        before = turns
+        items = [(f"c{i % 1000}".encode(), f"v{i}".encode()) for i in range(3 * PARTITION_SLICE)]
+        chunks = await send_chunks(producer, "t", items, Partitioner())
+        ran = turns - before
+        await asyncio.gather(*(c.future for c in chunks))
+        done = True
+        await task
+        assert sorted(i for c in chunks for i in c.items) == sorted(items)
+        return producer, ran
+
+    producer, ran = asyncio.run(run())
+    assert ran >= 3  # one turn per slice at least (3 one-megabyte batches would not give it any)
+    for k in (0, 1, 999):
+        key = f"c{k}".encode()
+        assert [v for _t, _p, kk, v in producer.acked if kk == key] == [
+            f"v{i}".encode() for i in range(3 * PARTITION_SLICE) if i % 1000 == k]  # fmt: skip
 
 
 def test_partitioner_spreads_keyless_messages_and_caches_keys() -> None:
