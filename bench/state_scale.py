@@ -136,7 +136,7 @@ class LoopProbe:
     def __init__(self) -> None:
         self.gaps: list[float] = []
         self.cpu_gaps: list[float] = []  # the same in this thread's CPU time: without other processes' share
-        self.gc_pauses: list[float] = []
+        self.gc_pauses: list[tuple[int, float]] = []  # (generation, seconds)
         self._running = False
         self._gc_started = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -144,8 +144,8 @@ class LoopProbe:
     def _gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._gc_started = time.perf_counter()
-        elif info.get("generation") == 2:
-            self.gc_pauses.append(time.perf_counter() - self._gc_started)
+        else:
+            self.gc_pauses.append((info.get("generation", 0), time.perf_counter() - self._gc_started))
 
     async def _spin(self) -> None:
         last, last_cpu = time.perf_counter(), time.thread_time()
@@ -173,7 +173,9 @@ class LoopProbe:
         gaps, cpu = sorted(self.gaps), sorted(self.cpu_gaps)
         return {"max_ms": gaps[-1] * 1000, "p99_ms": gaps[len(gaps) * 99 // 100] * 1000, "turns": len(gaps),
                 "cpu_max_ms": cpu[-1] * 1000, "cpu_p99_ms": cpu[len(cpu) * 99 // 100] * 1000,
-                "gc2": len(self.gc_pauses), "gc2_max_ms": max(self.gc_pauses, default=0.0) * 1000}  # fmt: skip
+                "gc2": sum(1 for g, _ in self.gc_pauses if g == 2),
+                "gc2_max_ms": max((t for g, t in self.gc_pauses if g == 2), default=0.0) * 1000,
+                "gc_young_max_ms": max((t for g, t in self.gc_pauses if g < 2), default=0.0) * 1000}  # fmt: skip
 
 
 Written = list[tuple[bytes, bytes]]
