@@ -85,12 +85,12 @@ def _scale_lines(x: dict[str, Any]) -> list[str]:
         f"- **day crossing in slices** (now): {sl['total_s']:,.1f} s of work in {sl['turns']:,} turns of the loop, "
         f"held at most **{sl['max_ms']:,.1f} ms** at a time (p99 {sl['p99_ms']:,.1f} ms; in CPU time "
         f"{sl['cpu_max_ms']:,.1f} ms, p99 {sl['cpu_p99_ms']:,.1f} ms: the rest is other processes on the 2 shared "
-        f"cores); {sl['gc2']:,} full garbage collections, the longest {sl['gc2_max_ms']:,.0f} ms (young "
-        f"generations up to {sl.get('gc_young_max_ms', 0):,.0f} ms). Same records as "
+        f"cores); full garbage collections: {sl['gc2']:,}, the longest {sl['gc2_max_ms']:,.0f} ms (young "
+        f"generations up to {sl.get('gc_young_max_ms', 0):,.0f} ms; docs/operations.md). Same records as "
         f"in one go: {x['same_records']}. Publishing the records through `send_chunks` (a producer stand-in that "
         f"waits a turn per queued record batch): {sl['publish']['seconds']:,.1f} s, the loop held at most "
-        f"**{sl['publish']['max_ms']:,.1f} ms** ({sl['publish']['cpu_max_ms']:,.1f} ms of CPU; "
-        f"{sl['publish']['gc2']:,} full collections, the longest {sl['publish']['gc2_max_ms']:,.0f} ms).",
+        f"**{sl['publish']['max_ms']:,.1f} ms** ({sl['publish']['cpu_max_ms']:,.1f} ms of CPU; full collections: "
+        f"{sl['publish']['gc2']:,}, the longest {sl['publish']['gc2_max_ms']:,.0f} ms).",
     ]  # fmt: skip
 
 
