@@ -45,7 +45,8 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy --strict on the packages
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## benchmark: baselines + full pipeline on one workload, writes bench/RESULTS.md (~15-20 min)
+bench: $(STAMP)  ## benchmark: baselines, peers, full pipeline, state at 1M customers; writes bench/RESULTS.md (~30 min)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python -m bench
 
 kafka-up: $(STAMP)  ## start the local single-node KRaft broker and create the topics
