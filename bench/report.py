@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from bench.context import Measurement
+from bench.levers import lever_lines
 from bench.profile import ProfileSummary
 from bench.report_state import state_section, state_targets
 
@@ -305,6 +306,7 @@ def render(data: RunData) -> str:
         value = cpu_ratio(one, by_key.get(b))
         lines.append(f"| omnistream 1 worker / {name}, in events per CPU-second | {_n(value, '{:.2f}x')} |")
     lines += batch_lines(one, w["per_channel"])
+    lines += lever_lines()
     lines += ["", "## Latency", ""]
     if data.latency:
         lines += [
