@@ -18,12 +18,16 @@ from tests.integration.pipeline_env import PipelineEnv, expected_failed
 Ref = tuple[str, int, int]
 
 
-@pytest.fixture(scope="module")
-def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One simulated run with 10% bad input, processed by one worker to completion."""
+@pytest.fixture(scope="module", params=["batch", "stream"])
+def run(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> dict[str, Any]:
+    """One simulated run with 10% bad input, processed by one worker to completion; the channel topics reach
+    ingest by batch delivery (the default) or through Faust's per-event streams (the previous design, which
+    make bench measures against)."""
     env = PipelineEnv.create(kafka_bootstrap, tmp_path_factory.mktemp("ingest"))
     truth = env.simulate("--customers", "300", "--days", "10", "--seed", "11", "--bad-share", "0.1")
-    worker = env.start_worker()
+    worker = env.start_worker(OMNISTREAM_INPUT_DELIVERY=request.param)
     try:
         want = int(truth["expected"]["unique_valid_events"]) + expected_failed(truth)
         env.wait_for_outputs(want, timeout_s=240, worker=worker)
