@@ -3,7 +3,7 @@
 Runs the project's own worker command (``pipeline.cli.worker.worker``: same app factory, same Faust worker,
 same shutdown) with one difference: its settings are ``SharedInputSettings``, so the channel topics come from
 ``OMNISTREAM_INPUT_PREFIX`` and every other topic from ``OMNISTREAM_TOPIC_PREFIX``. Everything else is
-configured through the usual ``OMNISTREAM_*`` environment variables. ``OMNISTREAM_BENCH_TUNING`` (JSON of
+configured through the usual ``OMNISTREAM_*`` environment variables. ``BENCH_TUNING`` (JSON of
 ``pipeline.app.WorkerTuning`` fields, e.g. ``{"journey_within_s": 0.05}``) tries other micro-batching knobs.
 """
 
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
         return SharedInputSettings(**given)  # type: ignore[arg-type]
 
     cli_worker.load_settings = load
-    tuning = json.loads(os.environ.get("OMNISTREAM_BENCH_TUNING") or "{}")
+    tuning = json.loads(os.environ.get("BENCH_TUNING") or "{}")
     if tuning:
         app = importlib.import_module("pipeline.app")
         app.WorkerTuning = partial(app.WorkerTuning, **tuning)  # type: ignore[assignment]
