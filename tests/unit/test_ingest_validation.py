@@ -412,9 +412,13 @@ def test_no_raw_email_or_phone_in_output(email: str, phone: str, channel: str) -
     out = accepted(channel, record)
     digits = "".join(ch for ch in phone if ch.isdigit())
     needles = {email, email.lower(), email.split("@")[0].lower(), phone, digits[-10:]}
+    # The same event without its e-mail and phone: a local part such as "page_vie" is also in "page_view".
+    clean = {**record, "envelope": envelope(device_id="device-1")}
+    benign = " ".join(_strings(accepted(channel, clean))).lower()
     for text in _strings(out):
         for needle in needles:
-            if len(needle) >= 8:  # short local parts ("ab12") can occur by chance in hex digests
+            # Short local parts ("ab12") can occur by chance in hex digests.
+            if len(needle) >= 8 and needle.lower() not in benign:
                 assert needle not in text, (needle, text)
 
 
