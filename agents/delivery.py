@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,13 @@ class BatchDelivery:
                 consumer.on_buffer_drop(tp)
             self._paused.clear()
         return [Delivered(m) for m in batch]
+
+    async def batches(self, stream: Any, max_n: int, within: float) -> AsyncIterator[list[Delivered]]:
+        """What ``stream.noack_take(max_n, within)`` would give, from this buffer. Iterating the stream's channel
+        once subscribes the topic (what a Faust stream does when it starts); its messages then come here."""
+        aiter(stream.channel)
+        while True:
+            yield await self.take(max_n, within)
 
     async def ack(self, event: Delivered) -> None:
         """Acknowledge one delivered message (the offset may be committed once everything before it is)."""

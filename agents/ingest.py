@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 from agents.batching import PARTITIONER
 from agents.commit_marks import CommitMarks, fetch_marks
 from agents.cursor import Cursor, faust_cursor
-from agents.delivery import BatchDelivery, Delivered
+from agents.delivery import BatchDelivery
 from agents.identity import wait_for_replica
 from agents.publish import EXIT_INFRA, EXIT_UPSTREAM_BROKEN, RetryPolicy, fatal, publish_all
 from pipeline.clock import Clock, SystemClock
@@ -117,18 +117,6 @@ class ChannelState:
             self.generation = generation
 
 
-def delivered(stream: Any, delivery: BatchDelivery) -> Callable[..., AsyncIterator[list[Delivered]]]:
-    """``noack_take`` of ``delivery``: iterating the stream's channel once subscribes the topic (what a Faust
-    stream does when it starts); its messages then reach ``delivery``, never the channel's queue."""
-
-    async def take(max_n: int, within: float) -> AsyncIterator[list[Delivered]]:
-        aiter(stream.channel)
-        while True:
-            yield await delivery.take(max_n, within)
-
-    return take
-
-
 def raw_batch(events: Sequence[Any], now_ms: int, monotonic_s: float | None = None) -> list[RawMessage]:
     """The step's input for a batch of Faust (or refilled) events, each with the time it reached the worker's
     streams: Faust's monitor stamps it (``time_in``, monotonic seconds), not when this batch started, as the take
@@ -212,8 +200,9 @@ class Ingest:
             await wait_for_replica(self._replica)
             if self._suppression is not None:  # an erased person's events must not pass before the list is read
                 await wait_for_replica(self._suppression)
-            batches = stream.noack_take if delivery is None else delivered(stream, delivery)
-            async for events in batches(batch_size, within=batch_within_s):
+            batches = (stream.noack_take(batch_size, within=batch_within_s) if delivery is None
+                       else delivery.batches(stream, batch_size, batch_within_s))  # fmt: skip
+            async for events in batches:
                 started = time.perf_counter()
                 admitted = await cursor.admit(events)
                 async with channel.lock:

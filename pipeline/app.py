@@ -171,8 +171,9 @@ def create_app(
     lateness = int(settings.allowed_lateness_s * 1000)
     ingest = Ingest(router, replica, codec, outputs, committed, metrics, retry, clock, suppression=suppression)
     channels = []
-    deliveries = {name: BatchDelivery(app, name) for name in settings.input_topics.values()}
+    deliveries: dict[str, BatchDelivery] = {}  # none: Faust's per-event streams
     if settings.input_delivery == "batch":
+        deliveries = {name: BatchDelivery(app, name) for name in settings.input_topics.values()}
         install_delivery(app, deliveries)
     for channel, topic_name in settings.input_topics.items():  # one agent per channel
         guard = InvalidRatioGuard(settings.invalid_window, settings.invalid_ratio_limit, settings.invalid_min_events)
@@ -180,8 +181,7 @@ def create_app(
                           lateness, partial(tokens.event_erased, erased=suppression.nodes))  # fmt: skip
         state = ChannelState(step, punctuality=Punctuality(max(1, int(settings.source_idle_s * 1000))))
         channels.append(state)
-        ingest.register(app, state, tuning.batch_size, tuning.ingest_within_s,
-                        deliveries[topic_name] if settings.input_delivery == "batch" else None)  # fmt: skip
+        ingest.register(app, state, tuning.batch_size, tuning.ingest_within_s, deliveries.get(topic_name))
     idle = IdleSources(app, channels, outputs, codec, committed, settings.source_idle_s, retry, metrics)
     app.timer(interval=min(1.0, settings.source_idle_s / 4), name="idle-sources")(idle.check)
     caught_up = CaughtUp(app, channels, ingest, outputs, codec, retry, metrics, clock)
