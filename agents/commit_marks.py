@@ -72,6 +72,8 @@ class _MarkingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = self._ensure_consumer()
         assigned = self.assignment()
         commitable = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not commitable:  # all revoked by a rebalance meanwhile: nothing to commit (aiokafka rejects {})
+            return False
         try:
             await consumer.commit({
                 faust_aiokafka.ensure_aiokafka_TP(tp): OffsetAndMetadata(offset, marks.metadata(tp.topic, tp.partition,
