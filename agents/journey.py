@@ -14,13 +14,17 @@ the partition) first applies the messages in between again, so that nothing comm
 
 Order per batch: publish every output and wait for the broker's acks (stages before signals), then the records
 (one acknowledged batch), then update the records in memory, then acknowledge the inputs (Faust commits
-acknowledged offsets later). The state goes last so that it is never ahead of the outputs: whatever a crash
+acknowledged offsets later). A pass runs at most ``DUE_PER_PASS`` customers for their timers alone; customers
+left due (a midnight re-scores every scored customer) run in further passes without messages, in the same order
+each, before the next batch is taken; their records carry the batch's tag, since they are a function of the same
+inputs. The state goes last so that it is never ahead of the outputs: whatever a crash
 interrupts, the replay finds the state before the batch and emits everything again with the same ids.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,8 +45,12 @@ from pipeline.topic_reader import read_range, scan_partition, start_offsets
 from schemas.codec import AvroCodec
 
 KeyValue = tuple[bytes | None, bytes]
+Message = tuple[int, bytes, bytes]  # offset, key, value
 log = logging.getLogger(__name__)
 RECORD_SLICE = 10_000  # records packed or stored between two turns of the loop (about 1 us each)
+#: Customers a pass runs for their timers alone (about 0.1 ms each): what a pass holds until it is published
+#: stays small, so neither freeing it nor the garbage collector walking it holds the loop for long.
+DUE_PER_PASS = 10_000
 
 
 def _body(store: Mapping[bytes, bytes], key: bytes) -> bytes | None:
@@ -109,6 +117,7 @@ def register_journey(
             pending = await loop.run_in_executor(None, read_range, bootstrap, source, partition, start, upto,
                                                  client_config)  # fmt: skip
         step.restore(partition, raw_state, due, pending)
+        freeze_heap_once()
         journey_metrics.restore_seconds.observe(time.perf_counter() - started)
         return behind
 
@@ -133,35 +142,60 @@ def register_journey(
             for e in events:
                 by_partition.setdefault(e.message.partition, []).append((e.message.offset, e.message.key or b"",
                                                                          e.message.value))  # fmt: skip
-            outs: list[JourneyOutput] = []
-            writes: dict[int, list[tuple[bytes, bytes]]] = {}  # partition -> its records written by this batch
-            erased: dict[int, list[bytes]] = {}  # partition -> customers whose records this batch deletes
-            for partition, messages in sorted(by_partition.items()):
-                if expected_next.get(partition) != messages[0][0] or partition not in step.partitions:
-                    messages[:0] = await restore(partition, messages[0][0])
-                out = await _process(step, partition, messages, partial(_body, records[partition]))
-                tag = expected_next[partition] = messages[-1][0] + 1
-                written = writes[partition] = await _pack(out.states, tag)
-                written.append((state_key(partition, partitions), pack(tag, None, out.partition_state)))
-                erased[partition] = out.erased
-                journey_metrics.watermark.get(str(partition)).set(out.watermark / 1000 if out.watermark > NEVER
-                                                                  else 0)  # fmt: skip
-                outs.append(out)
-            await _publish(outs, outputs, codec, partitions, retry, metrics)
-            # The state last: a worker that dies before it leaves the state behind every output, and the replay
-            # emits them again (same ids); the other way round, a replay would skip what was never published.
-            tombstones: list[tuple[bytes | None, bytes | None]] = [(k, None) for keys in erased.values() for k in keys]
-            await publish_all([(state_topic, [*(kv for written in writes.values() for kv in written), *tombstones])],
-                              retry, metrics.infra_retries)  # fmt: skip
-            for partition, written in writes.items():
-                await _update(records[partition], written)
-                for key in erased.get(partition, ()):
-                    records[partition].pop(key, None)
+            await run(by_partition)
             await cursor.ack(stream, events, admitted.generation)
+            # Customers left due by the bound on a pass (a midnight re-scores every customer) run now, in passes
+            # of their own, as of the same inputs: their records carry the same tag as the batch's.
+            while cursor.generation == admitted.generation and (left := _left_due(step, owned(), expected_next)):
+                await run(left)
             _gauges(step, owned(), journey_metrics, signal_metrics)
             timer.observe(time.perf_counter() - started)
 
+    async def run(by_partition: Mapping[int, list[tuple[int, bytes, bytes]]]) -> None:
+        """One pass over partitions' messages (none: only the customers left due): process, publish, then store."""
+        outs: list[JourneyOutput] = []
+        writes: dict[int, list[tuple[bytes, bytes]]] = {}  # partition -> its records written by this pass
+        erased: dict[int, list[bytes]] = {}  # partition -> customers whose records this pass deletes
+        for partition, messages in sorted(by_partition.items()):
+            if messages and (expected_next.get(partition) != messages[0][0] or partition not in step.partitions):
+                messages[:0] = await restore(partition, messages[0][0])
+            out = await _process(step, partition, messages, partial(_body, records[partition]))
+            if messages:
+                expected_next[partition] = messages[-1][0] + 1
+            tag = expected_next[partition]
+            written = writes[partition] = await _pack(out.states, tag)
+            written.append((state_key(partition, partitions), pack(tag, None, out.partition_state)))
+            erased[partition] = out.erased
+            journey_metrics.watermark.get(str(partition)).set(out.watermark / 1000 if out.watermark > NEVER
+                                                              else 0)  # fmt: skip
+            outs.append(out)
+        await _publish(outs, outputs, codec, partitions, retry, metrics)
+        # The state last: a worker that dies before it leaves the state behind every output, and the replay
+        # emits them again (same ids); the other way round, a replay would skip what was never published.
+        tombstones: list[tuple[bytes | None, bytes | None]] = [(k, None) for keys in erased.values() for k in keys]
+        await publish_all([(state_topic, [*(kv for written in writes.values() for kv in written), *tombstones])],
+                          retry, metrics.infra_retries)  # fmt: skip
+        for partition, written in writes.items():
+            await _update(records[partition], written)
+            for key in erased.get(partition, ()):
+                records[partition].pop(key, None)
+
     return app.agent(source_topic, name="journey", concurrency=1)(journey)
+
+
+def freeze_heap_once() -> None:
+    """Move what the process holds once its first partition is restored (modules, the app, its clients) out of
+    the garbage collector's full collections, for good: each of them walks every tracked object, and that base
+    alone holds the loop for tens of milliseconds (the records and due times are not tracked; docs/operations.md).
+    Once only: an object frozen while alive that later becomes cyclic garbage is never freed."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
+
+
+def _left_due(step: JourneyStep, owned: set[int], handled: Mapping[int, int]) -> dict[int, list[Message]]:
+    """A pass without messages for each partition owned and handled here that has customers left due."""
+    return {p: [] for p in sorted(owned & handled.keys()) if step.due_left(p)}
 
 
 async def _process(
@@ -170,7 +204,7 @@ async def _process(
 ) -> JourneyOutput:  # fmt: skip
     """``step.process`` with a turn for the other tasks of the loop between slices (JourneyStep.slices)."""
     out = JourneyOutput()
-    for _ in step.slices(partition, messages, load, out):
+    for _ in step.slices(partition, messages, load, out, max_due=DUE_PER_PASS):
         await asyncio.sleep(0)
     return out
 

@@ -31,7 +31,7 @@ import psutil
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from agents.batching import Partitioner, send_chunks
-from agents.journey import _pack, _process, _update
+from agents.journey import DUE_PER_PASS, _pack, _process, _update, freeze_heap_once
 from agents.state_table import pack, unpack
 from bench import state_recovery
 from bench.child import run_child
@@ -58,11 +58,8 @@ def sizes(values: list[int]) -> dict[str, float]:
 
 def held_bytes(store: dict[bytes, bytes], step: JourneyStep) -> dict[str, int]:
     """Bytes of the Python objects, counted one by one (keys are shared by the records and the index)."""
-    part = step.partitions[0]
     records = sys.getsizeof(store) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in store.items())
-    index = sys.getsizeof(part.due) + sum(sys.getsizeof(d) for d in part.due.values())
-    index += sys.getsizeof(part.timers) + sum(sys.getsizeof(t) + sys.getsizeof(t[0]) for t in part.timers)
-    return {"records": records, "index": index}
+    return {"records": records, "index": step.partitions[0].due.footprint()}
 
 
 def run(n: int, sample_size: int) -> dict[str, Any]:
@@ -75,6 +72,7 @@ def run(n: int, sample_size: int) -> dict[str, Any]:
     with_records = rss()
     step = new_step(policy)
     step.restore(0, None, [(k, unpack(v)[1]) for k, v in store.items()], ())
+    freeze_heap_once()  # as the worker does after its first restore
     with_index = rss()
     result["rss_records"], result["rss_index"] = with_records - base, with_index - with_records
     result["objects"] = held_bytes(store, step)
@@ -181,12 +179,27 @@ class LoopProbe:
 Written = list[tuple[bytes, bytes]]
 
 
-async def _batch(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int) -> Written:
-    """One batch as the agent runs it now: the step in slices, then the records packed and stored in slices."""
-    out = await _process(step, 0, [(offset, *msg)], lambda key: unpack(store.get(key))[2])
-    written = await _pack(out.states, offset + 1)
-    await _update(store, written)
-    return written
+async def _batch(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int,
+                 publish: bool = False) -> tuple[dict[bytes, bytes], int]:  # fmt: skip
+    """One batch as the agent runs it now: passes of the step in slices (each bounded to ``DUE_PER_PASS``
+    customers run for their timers alone), each pass's records packed, published when ``publish`` (to a
+    producer stand-in), stored, and dropped, like the agent does, before the next pass. Returns the records
+    written (key -> record) and the passes."""
+    messages: list[tuple[int, bytes, bytes]] = [(offset, *msg)]
+    final: dict[bytes, bytes] = {}  # bytes -> bytes: not tracked by the garbage collector
+    passes = 0
+    while True:
+        passes += 1
+        out = await _process(step, 0, messages, lambda key: unpack(store.get(key))[2])
+        written = await _pack(out.states, offset + 1)
+        if publish:
+            await send_chunks(_Producer(), "state", written, Partitioner())
+        await _update(store, written)
+        final.update(written)
+        del out, written  # freed here, one pass at a time, as the agent's pass ends
+        messages = []
+        if not step.due_left(0):
+            return final, passes
 
 
 async def _ticks(step: JourneyStep, store: dict[bytes, bytes], messages: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -194,7 +207,7 @@ async def _ticks(step: JourneyStep, store: dict[bytes, bytes], messages: list[tu
     async with LoopProbe() as probe:
         for offset, msg in enumerate(messages):
             t0 = time.perf_counter()
-            written = await _batch(step, store, msg, offset)
+            written, _passes = await _batch(step, store, msg, offset)
             work.append((time.perf_counter() - t0, len(written)))
             await asyncio.sleep(0)  # the agent waits for its next batch
     worst = max(work)
@@ -204,17 +217,14 @@ async def _ticks(step: JourneyStep, store: dict[bytes, bytes], messages: list[tu
 
 
 async def _sliced(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int) -> Figures:
-    """The agent's sliced functions on a loop, with a probe measuring how long the loop was held at a time."""
+    """The agent's passes on a loop, their records published to a producer stand-in, with a probe measuring how
+    long the loop was held at a time (garbage collections and freeing each pass's outputs included)."""
     async with LoopProbe() as probe:
         t0 = time.perf_counter()
-        written = await _batch(step, store, msg, offset)
+        written, passes = await _batch(step, store, msg, offset, publish=True)
         total = time.perf_counter() - t0
-    async with LoopProbe() as sending:
-        t0 = time.perf_counter()
-        await send_chunks(_Producer(), "state", written, Partitioner())
-        send_s = time.perf_counter() - t0
-    publish = {"seconds": send_s, **sending.figures()}
-    return {"total_s": total, "customers": len(written), **probe.figures(), "publish": publish}, _digest(written)
+    return {"total_s": total, "customers": len(written), "passes": passes, "per_pass": DUE_PER_PASS,
+            **probe.figures()}, _digest(list(written.items()))  # fmt: skip
 
 
 class _Producer:

@@ -31,6 +31,7 @@ from pipeline.domain.records import CustomerEventRecord, FailureType, Rejection,
 from pipeline.domain.sessions_summary import SessionPolicy, SessionVersion
 from pipeline.metrics import JourneyMetrics
 from pipeline.steps.bundles import Entry, read
+from pipeline.steps.due_index import DueIndex
 from pipeline.steps.journey_customer import Advance, CustomerMachine, CustomerState, Item
 from pipeline.steps.journey_signals import JourneySignals, SignalsOutput
 from schemas.codec import AvroCodec
@@ -109,8 +110,7 @@ class JourneyPartition:
     pending: dict[bytes, list[Item]] = field(default_factory=dict)
     transfers: dict[bytes, dict[tuple[str, Pos], tuple[str, int]]] = field(default_factory=dict)
     heads: list[tuple[int, bytes]] = field(default_factory=list)
-    timers: list[tuple[int, bytes]] = field(default_factory=list)
-    due: dict[bytes, int] = field(default_factory=dict)
+    due: DueIndex = field(default_factory=DueIndex)
     held: Counter[int] = field(default_factory=Counter)  # resolved-events offset -> items and transfers held
     # offset of a message that reported a source active again after it was idle -> {source: its idle mark}
     resumed: dict[int, dict[str, int]] = field(default_factory=dict)
@@ -131,11 +131,7 @@ class JourneyPartition:
         return json.loads(raw)["m"] if raw else None
 
     def set_due(self, key: bytes, due: int | None) -> None:
-        if due is None:
-            self.due.pop(key, None)
-        elif self.due.get(key) != due:
-            self.due[key] = due
-            heapq.heappush(self.timers, (due, key))
+        self.due.set(key, due)
 
 
 class JourneyStep:
@@ -200,13 +196,15 @@ class JourneyStep:
 
     def slices(
         self, partition: int, messages: Sequence[tuple[int, bytes, bytes]], load: Callable[[bytes], bytes | None],
-        out: JourneyOutput, size: int = SLICE,
+        out: JourneyOutput, size: int = SLICE, max_due: int | None = None,
     ) -> Iterator[None]:  # fmt: skip
         """:meth:`process` into ``out`` in bounded steps: pauses after every ``size`` customers (and every
-        ``TAKE_PER_CUSTOMER * size`` timers taken), so that a caller on the event loop can give other tasks a turn.
-        A watermark crossing midnight makes every scored customer due in one batch (the daily re-score): done in
-        one go, that holds the loop for seconds per 100,000 customers. ``out`` is complete, and the same as
-        :meth:`process` gives, once the iterator is exhausted; nothing else may use the partition in between."""
+        ``TAKE_PER_CUSTOMER * size`` due customers taken), so that a caller on the event loop can give other tasks a
+        turn. ``max_due``: at most that many customers run for their timers alone (customers with items below the
+        watermark always run); the others stay due, for :meth:`due_left` and the next call, which may come with
+        no messages. A watermark crossing midnight makes every scored customer due (the daily re-score): run in
+        one batch, its outputs are all held at once. ``out`` is complete, and the same as :meth:`process` gives,
+        once the iterator is exhausted; nothing else may use the partition in between."""
         part = self.partitions.get(partition) or self.restore(partition, None, (), ())
         for offset, key, value in messages:
             entries, marks = read(self._codec, key, value)
@@ -225,22 +223,24 @@ class JourneyStep:
             out.erased.append(key)
         part.erasing.clear()
         base = out.watermark = part.sources.watermark()
-        # Every key due is taken before any customer runs (a blocked customer pushes its head back below
+        # Every customer to run is taken before any runs (a blocked customer pushes its head back below
         # ``base``); the keys are sorted in runs and merged, so no single step sorts them all.
         runs: list[list[bytes]] = []
+        chunk = TAKE_PER_CUSTOMER * size
         run: list[bytes] = []
-        while (part.heads and part.heads[0][0] < base) or (part.timers and part.timers[0][0] < base):
-            if part.heads and part.heads[0][0] < base:
-                run.append(heapq.heappop(part.heads)[1])
-            else:
-                due, key = heapq.heappop(part.timers)
-                if part.due.get(key) == due:
-                    run.append(key)
-            if len(run) >= TAKE_PER_CUSTOMER * size:
+        while part.heads and part.heads[0][0] < base:
+            run.append(heapq.heappop(part.heads)[1])
+            if len(run) >= chunk:
                 runs.append(sorted(run))
                 run = []
                 yield None
         runs.append(sorted(run))
+        left = max_due if max_due is not None else len(part.due)
+        while left > 0 and (taken := part.due.take(base, min(chunk, left))):
+            runs.append(sorted(taken))
+            left -= len(taken)
+            if len(taken) == chunk:
+                yield None
         erased, last, done = set(out.erased), None, 0
         for key in heapq.merge(*runs):
             if key == last or key in erased:
@@ -256,6 +256,11 @@ class JourneyStep:
             if done % size == 0:
                 yield None
         out.partition_state = part.encode()
+
+    def due_left(self, partition: int) -> bool:
+        """Whether customers of ``partition`` are due below its watermark and did not run (``max_due``)."""
+        part = self.partitions.get(partition)
+        return part is not None and part.due.any_before(part.sources.watermark())
 
     # --- intake ------------------------------------------------------------------------------------------------
 
@@ -302,7 +307,7 @@ class JourneyStep:
             part.held[it.offset] -= 1
         for _state, offset in part.transfers.pop(key, {}).values():
             part.held[offset] -= 1
-        part.due.pop(key, None)
+        part.due.pop(key)
         part.erasing.append(key)
         self._metrics.erased.inc()
 
