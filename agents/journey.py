@@ -14,7 +14,7 @@ the partition) first applies the messages in between again, so that nothing comm
 
 Order per batch: publish every output and wait for the broker's acks (stages before signals), then the records
 (one acknowledged batch), then update the records in memory, then acknowledge the inputs (Faust commits
-acknowledged offsets later). A pass runs at most ``DUE_PER_PASS`` customers for their timers alone; customers
+acknowledged offsets later). A pass runs at most ``due_per_pass`` customers for their timers alone; customers
 left due (a midnight re-scores every scored customer) run in further passes without messages, in the same order
 each, before the next batch is taken; their records carry the batch's tag, since they are a function of the same
 inputs. The state goes last so that it is never ahead of the outputs: whatever a crash
@@ -48,9 +48,6 @@ KeyValue = tuple[bytes | None, bytes]
 Message = tuple[int, bytes, bytes]  # offset, key, value
 log = logging.getLogger(__name__)
 RECORD_SLICE = 10_000  # records packed or stored between two turns of the loop (about 1 us each)
-#: Customers a pass runs for their timers alone (about 0.1 ms each): what a pass holds until it is published
-#: stays small, so neither freeing it nor the garbage collector walking it holds the loop for long.
-DUE_PER_PASS = 10_000
 
 
 def _body(store: Mapping[bytes, bytes], key: bytes) -> bytes | None:
@@ -72,9 +69,12 @@ def register_journey(
     app: Any, step: JourneyStep, state_topic: Any, source: str, outputs: Mapping[str, Any], codec: AvroCodec,
     partitions: int, bootstrap: str, client_config: Mapping[str, Any], metrics: IngestMetrics,
     journey_metrics: JourneyMetrics, retry: RetryPolicy, batch_size: int, within_s: float,
-    signal_metrics: JourneySignalMetrics | None = None,
+    signal_metrics: JourneySignalMetrics | None = None, due_per_pass: int = 10_000,
 ) -> Any:  # fmt: skip
-    """Register the journey agent on ``app``; ``state_topic`` is the (Faust) topic its records go to."""
+    """Register the journey agent on ``app``; ``state_topic`` is the (Faust) topic its records go to.
+    ``due_per_pass``: customers a pass runs for their timers alone (about 0.1 ms each); what a pass holds until
+    it is published stays that small, so neither freeing it nor the garbage collector walking it holds the loop
+    for long."""
     source_topic = app.topic(source, key_type=bytes, value_type=bytes, key_serializer="raw",
                              value_serializer="raw")  # fmt: skip
     state_name = state_topic.get_topic_name()
@@ -146,8 +146,12 @@ def register_journey(
             await cursor.ack(stream, events, admitted.generation)
             # Customers left due by the bound on a pass (a midnight re-scores every customer) run now, in passes
             # of their own, as of the same inputs: their records carry the same tag as the batch's.
+            passes = 0
             while cursor.generation == admitted.generation and (left := _left_due(step, owned(), expected_next)):
                 await run(left)
+                passes += 1
+            if passes:
+                log.info("journey: %d passes without input for customers left due", passes)
             _gauges(step, owned(), journey_metrics, signal_metrics)
             timer.observe(time.perf_counter() - started)
 
@@ -159,7 +163,7 @@ def register_journey(
         for partition, messages in sorted(by_partition.items()):
             if messages and (expected_next.get(partition) != messages[0][0] or partition not in step.partitions):
                 messages[:0] = await restore(partition, messages[0][0])
-            out = await _process(step, partition, messages, partial(_body, records[partition]))
+            out = await _process(step, partition, messages, partial(_body, records[partition]), due_per_pass)
             if messages:
                 expected_next[partition] = messages[-1][0] + 1
             tag = expected_next[partition]
@@ -200,11 +204,11 @@ def _left_due(step: JourneyStep, owned: set[int], handled: Mapping[int, int]) ->
 
 async def _process(
     step: JourneyStep, partition: int, messages: Sequence[tuple[int, bytes, bytes]],
-    load: Callable[[bytes], bytes | None],
+    load: Callable[[bytes], bytes | None], max_due: int | None = None,
 ) -> JourneyOutput:  # fmt: skip
     """``step.process`` with a turn for the other tasks of the loop between slices (JourneyStep.slices)."""
     out = JourneyOutput()
-    for _ in step.slices(partition, messages, load, out, max_due=DUE_PER_PASS):
+    for _ in step.slices(partition, messages, load, out, max_due=max_due):
         await asyncio.sleep(0)
     return out
 

@@ -31,7 +31,7 @@ import psutil
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from agents.batching import Partitioner, send_chunks
-from agents.journey import DUE_PER_PASS, _pack, _process, _update, freeze_heap_once
+from agents.journey import _pack, _process, _update, freeze_heap_once
 from agents.state_table import pack, unpack
 from bench import state_recovery
 from bench.child import run_child
@@ -63,7 +63,8 @@ def held_bytes(store: dict[bytes, bytes], step: JourneyStep) -> dict[str, int]:
 
 
 def run(n: int, sample_size: int) -> dict[str, Any]:
-    policy = session_policy(load_settings())
+    settings = load_settings()
+    policy, per_pass = session_policy(settings), settings.journey_due_per_pass
     started = time.perf_counter()
     sample = templates(policy, customers=sample_size)
     result: dict[str, Any] = {"customers": n, "templates": len(sample), "build_s": time.perf_counter() - started}
@@ -83,14 +84,15 @@ def run(n: int, sample_size: int) -> dict[str, Any]:
     result["due_before_midnight"] = sum(1 for d in dues if d is not None and d < midnight)
     del dues
     c = codec()
-    result["ticks"] = asyncio.run(_ticks(step, store, [tick(c, m) for m in range(END_MS + MINUTE, midnight, MINUTE)]))
+    minutes = [tick(c, m) for m in range(END_MS + MINUTE, midnight, MINUTE)]
+    result["ticks"] = asyncio.run(_ticks(step, store, minutes, per_pass))
     offset = result["ticks"]["count"]
     state = step.partitions[0].encode()
     crossing = tick(c, midnight + MINUTE)
     result["day_whole"], whole_digest = _whole(step, store, crossing, offset)
     again = new_step(policy)  # the same partition as a worker rebuilds it: the sliced run starts from there
     again.restore(0, state, [(k, unpack(v)[1]) for k, v in store.items()], ())
-    result["day_sliced"], sliced_digest = asyncio.run(_sliced(again, store, crossing, offset))
+    result["day_sliced"], sliced_digest = asyncio.run(_sliced(again, store, crossing, offset, per_pass))
     result["same_records"] = whole_digest == sliced_digest
     result["rss_peak"] = int(psutil.Process().memory_info().rss)
     return result
@@ -180,8 +182,8 @@ Written = list[tuple[bytes, bytes]]
 
 
 async def _batch(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int,
-                 publish: bool = False) -> tuple[dict[bytes, bytes], int]:  # fmt: skip
-    """One batch as the agent runs it now: passes of the step in slices (each bounded to ``DUE_PER_PASS``
+                 per_pass: int, publish: bool = False) -> tuple[dict[bytes, bytes], int]:  # fmt: skip
+    """One batch as the agent runs it now: passes of the step in slices (each bounded to ``per_pass``
     customers run for their timers alone), each pass's records packed, published when ``publish`` (to a
     producer stand-in), stored, and dropped, like the agent does, before the next pass. Returns the records
     written (key -> record) and the passes."""
@@ -190,7 +192,7 @@ async def _batch(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes,
     passes = 0
     while True:
         passes += 1
-        out = await _process(step, 0, messages, lambda key: unpack(store.get(key))[2])
+        out = await _process(step, 0, messages, lambda key: unpack(store.get(key))[2], per_pass)
         written = await _pack(out.states, offset + 1)
         if publish:
             await send_chunks(_Producer(), "state", written, Partitioner())
@@ -202,12 +204,14 @@ async def _batch(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes,
             return final, passes
 
 
-async def _ticks(step: JourneyStep, store: dict[bytes, bytes], messages: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+async def _ticks(
+    step: JourneyStep, store: dict[bytes, bytes], messages: list[tuple[bytes, bytes]], per_pass: int
+) -> dict[str, Any]:
     work: list[tuple[float, int]] = []
     async with LoopProbe() as probe:
         for offset, msg in enumerate(messages):
             t0 = time.perf_counter()
-            written, _passes = await _batch(step, store, msg, offset)
+            written, _passes = await _batch(step, store, msg, offset, per_pass)
             work.append((time.perf_counter() - t0, len(written)))
             await asyncio.sleep(0)  # the agent waits for its next batch
     worst = max(work)
@@ -216,14 +220,16 @@ async def _ticks(step: JourneyStep, store: dict[bytes, bytes], messages: list[tu
             "customers_fired": sum(n for _, n in work), "loop": probe.figures()}  # fmt: skip
 
 
-async def _sliced(step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int) -> Figures:
+async def _sliced(
+    step: JourneyStep, store: dict[bytes, bytes], msg: tuple[bytes, bytes], offset: int, per_pass: int
+) -> Figures:
     """The agent's passes on a loop, their records published to a producer stand-in, with a probe measuring how
     long the loop was held at a time (garbage collections and freeing each pass's outputs included)."""
     async with LoopProbe() as probe:
         t0 = time.perf_counter()
-        written, passes = await _batch(step, store, msg, offset, publish=True)
+        written, passes = await _batch(step, store, msg, offset, per_pass, publish=True)
         total = time.perf_counter() - t0
-    return {"total_s": total, "customers": len(written), "passes": passes, "per_pass": DUE_PER_PASS,
+    return {"total_s": total, "customers": len(written), "passes": passes, "per_pass": per_pass,
             **probe.figures()}, _digest(list(written.items()))  # fmt: skip
 
 

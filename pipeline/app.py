@@ -263,7 +263,7 @@ def register_identity_and_journey(
                        clock, erased)  # fmt: skip
     register_journey(
         app, step, state_topic, resolved, outputs, codec, partitions, settings.kafka_bootstrap, client, metrics, jm,
-        retry, tuning.batch_size, tuning.journey_within_s, sm,
+        retry, tuning.batch_size, tuning.journey_within_s, sm, settings.journey_due_per_pass,
     )  # fmt: skip
 
 

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     campaign_follow_up_days: float = Field(7.0, gt=0, description="Campaign touch then nothing this long: signal")
     churn_enter_p_alive: float = Field(0.3, gt=0, lt=1, description="P(alive) below this turns churn risk on")
     churn_exit_p_alive: float = Field(0.5, gt=0, lt=1, description="P(alive) above this turns churn risk off")
+    journey_due_per_pass: int = Field(
+        10_000, ge=1, description="Customers a journey pass runs for their timers alone (a midnight takes several)"
+    )
 
     # --- processes -----------------------------------------------------------------------------------------
     metrics_port: int = Field(9464, description="Prometheus /metrics port of this process (0 = off)")

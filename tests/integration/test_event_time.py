@@ -84,6 +84,15 @@ def one_again(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, in
 
 
 @pytest.fixture(scope="module")
+def in_passes(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: SimInput, params: Path) -> Run:
+    with new_run(kafka_bootstrap, tmp_path_factory.mktemp("passes"), params, PARTITIONS) as run:
+        run.extra["OMNISTREAM_JOURNEY_DUE_PER_PASS"] = "20"  # every midnight re-scores far more customers
+        send(run.env, inp.messages)
+        run.start_worker(0)
+        return finish(run)
+
+
+@pytest.fixture(scope="module")
 def two(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, inp: SimInput, params: Path) -> Run:
     return produced_first(kafka_bootstrap, tmp_path_factory.mktemp("two"), inp, params, workers=2)
 
@@ -138,6 +147,12 @@ def test_chaos_loses_duplicates_and_changes_nothing(one: Run, chaos: tuple[Run, 
 def test_the_same_input_consumed_twice_gives_identical_rows(one: Run, one_again: Run) -> None:
     assert sum(len(rows) for rows in one.rows.values()) > 5000
     assert differences(one.rows, one_again.rows) == {}
+
+
+def test_timers_run_in_bounded_passes_give_the_rows_of_one_go(one: Run, in_passes: Run) -> None:
+    log = in_passes.workers[0].log_path.read_text(errors="replace")
+    assert "passes without input for customers left due" in log
+    assert differences(one.rows, in_passes.rows) == {}
 
 
 def test_two_workers_give_the_rows_of_one(one: Run, two: Run) -> None:
