@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from pipeline.domain.eventtime import NEVER, Pos
 from pipeline.domain.records import CustomerEventRecord
 from pipeline.domain.sessions import add_events, merge_states, next_due, sweep
@@ -68,13 +70,13 @@ class CustomerState:
             doc["s"] = self.sessions.to_dict()
         if self.profile is not None:
             doc["p"] = self.profile.to_list()
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return orjson.dumps(doc)
 
     @classmethod
     def decode(cls, raw: bytes | None) -> CustomerState:
         if not raw:
             return cls()
-        doc = json.loads(raw)
+        doc = orjson.loads(raw)
         if doc.get("v") != STATE_FORMAT:
             raise ValueError(f"unknown journey state format {doc.get('v')!r}")
         sessions = CustomerSessions.from_dict(doc["s"]) if doc.get("s") else None
