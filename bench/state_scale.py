@@ -4,15 +4,16 @@ Runs in a child process (``python -m bench.state_scale SPEC RESULT``) over the r
 
 - **memory**: RSS growth while the records are held as the journey holds them (``dict`` key -> header + body,
   as :func:`agents.state_table.recover` returns them) and then the due-time index
-  (:meth:`JourneyStep.restore`: ``due`` dict + ``timers`` heap); the same counted object by object
-  (``sys.getsizeof``); the records' encoded size (key + value).
+  (:meth:`JourneyStep.restore`, :class:`~pipeline.steps.due_index.DueIndex`); the same counted object by
+  object (``sys.getsizeof``); the records' encoded size (key + value).
 - **minute ticks**: the watermark moves one minute of event time per batch from noon to just before midnight;
-  each batch's synchronous work (``JourneyStep.process``, packing the records, storing them) is timed.
+  each batch, run as the agent runs it, is timed.
 - **day crossing**: the batch that moves the watermark past midnight (every scored customer re-scored). Once
-  in one go (how long the loop would be held), once as the agent now runs it (``agents.journey._process``,
-  ``_pack``, ``_update``) on an event loop with a probe task whose longest wait is the longest stretch the loop
-  was held. Both must give the same records. Also timed: Kafka's partitioner over the batch's state records,
-  the one pass ``agents.batching.send_chunks`` makes over a topic's messages before its first ``await``.
+  in one go (how long the loop would be held), once as the agent now runs it (``agents.journey._process``
+  in passes of ``OMNISTREAM_JOURNEY_DUE_PER_PASS`` customers, each pass's records packed, published through
+  ``agents.batching.send_chunks`` to a producer stand-in, stored and dropped) on an event loop with a probe
+  task whose longest wait is the longest stretch the loop was held, garbage collections included. Both must
+  give the same records. Also timed: Kafka's partitioner over the one-go batch's state records.
 """
 
 from __future__ import annotations
