@@ -155,7 +155,7 @@ def register_journey(
             _gauges(step, owned(), journey_metrics, signal_metrics)
             timer.observe(time.perf_counter() - started)
 
-    async def run(by_partition: Mapping[int, list[tuple[int, bytes, bytes]]]) -> None:
+    async def run(by_partition: Mapping[int, list[Message]]) -> None:
         """One pass over partitions' messages (none: only the customers left due): process, publish, then store."""
         outs: list[JourneyOutput] = []
         writes: dict[int, list[tuple[bytes, bytes]]] = {}  # partition -> its records written by this pass
@@ -203,8 +203,8 @@ def _left_due(step: JourneyStep, owned: set[int], handled: Mapping[int, int]) ->
 
 
 async def _process(
-    step: JourneyStep, partition: int, messages: Sequence[tuple[int, bytes, bytes]],
-    load: Callable[[bytes], bytes | None], max_due: int | None = None,
+    step: JourneyStep, partition: int, messages: Sequence[Message], load: Callable[[bytes], bytes | None],
+    max_due: int | None = None,
 ) -> JourneyOutput:  # fmt: skip
     """``step.process`` with a turn for the other tasks of the loop between slices (JourneyStep.slices)."""
     out = JourneyOutput()

@@ -12,30 +12,17 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.state_build import END_MS, HOUR, SOURCE, codec, new_step, sample_events
+from bench.state_build import hourly_batches, new_step, sample_events
 from pipeline.app import session_policy
 from pipeline.settings import load_settings
-from pipeline.steps.bundles import Entry, Mark, bundle
 
 Batch = list[tuple[int, bytes, bytes]]
 
 
 def hourly(customers: int, days: int, seed: int) -> tuple[int, list[Batch]]:
-    events, c = sample_events(customers, days, seed), codec()
-    batches: list[Batch] = []
-    offset, at = 0, 0
-    start = (events[0][1]["event_time"] // HOUR) * HOUR
-    for hour_end in range(start + HOUR, END_MS + 1, HOUR):
-        entries = []
-        while at < len(events) and events[at][1]["event_time"] < hour_end:
-            key, ev = events[at]
-            entries.append(Entry(key, c.encode("customer-event", dict(ev)), ev["event_time"], ev["event_time"],
-                                 ev["event_id"]))  # fmt: skip
-            at += 1
-        messages = bundle(c, entries, lambda _k: 0, 1, [Mark(SOURCE, hour_end)])
-        batches.append([(offset + i, k, v) for i, (k, v) in enumerate(messages)])
-        offset += len(messages)
-    return at, batches
+    """The number of events (all before ``END_MS``) and their hourly batches."""
+    events = sample_events(customers, days, seed)
+    return len(events), hourly_batches(events)
 
 
 def cpu_seconds(batches: list[Batch]) -> float:

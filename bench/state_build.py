@@ -98,11 +98,11 @@ def profile_id(seed: bytes) -> bytes:
     return b"p:" + hashlib.sha256(seed).hexdigest()[:16].encode()
 
 
-def templates(policy: SessionPolicy, customers: int = 3000, days: int = 30, seed: int = 11) -> list[Template]:
-    """Run a simulated sample through a real journey step up to ``END_MS``; the records it ends with."""
-    events = sample_events(customers, days, seed)
-    step, c = new_step(policy), codec()
-    records: dict[bytes, tuple[bytes, int | None]] = {}
+def hourly_batches(events: list[tuple[bytes, CustomerEventRecord]]) -> list[list[tuple[int, bytes, bytes]]]:
+    """``events`` (in event-time order) as resolved-events batches of one hour each, up to ``END_MS``, each
+    moving the watermark to the hour's end: (offset, key, value) of one partition."""
+    c = codec()
+    batches: list[list[tuple[int, bytes, bytes]]] = []
     offset, at = 0, 0
     start = (events[0][1]["event_time"] // HOUR) * HOUR if events else END_MS
     for hour_end in range(start + HOUR, END_MS + 1, HOUR):
@@ -113,8 +113,16 @@ def templates(policy: SessionPolicy, customers: int = 3000, days: int = 30, seed
             entries.append(Entry(key, value, ev["event_time"], ev["event_time"], ev["event_id"]))
             at += 1
         messages = bundle(c, entries, lambda _k: 0, 1, [Mark(SOURCE, hour_end)])
-        batch = [(offset + i, k, v) for i, (k, v) in enumerate(messages)]
-        offset += len(batch)
+        batches.append([(offset + i, k, v) for i, (k, v) in enumerate(messages)])
+        offset += len(messages)
+    return batches
+
+
+def templates(policy: SessionPolicy, customers: int = 3000, days: int = 30, seed: int = 11) -> list[Template]:
+    """Run a simulated sample through a real journey step up to ``END_MS``; the records it ends with."""
+    step = new_step(policy)
+    records: dict[bytes, tuple[bytes, int | None]] = {}
+    for batch in hourly_batches(sample_events(customers, days, seed)):
         out = step.process(0, batch, lambda k: records[k][0] if k in records else None)
         records.update(out.states)
         for key in out.erased:

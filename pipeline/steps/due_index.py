@@ -60,22 +60,12 @@ class DueIndex:
             heapq.heappush(self._heap, number)
         bucket[key] = due
 
-    def pop(self, key: bytes) -> None:
-        self.set(key, None)
-
     def take(self, before: int, limit: int) -> list[bytes]:
         """Up to ``limit`` customers due before ``before``, removed from the buckets (earliest buckets first;
         within a bucket, in no particular order)."""
         taken: list[bytes] = []
-        while self._heap and len(taken) < limit:
-            number = self._heap[0]
+        while len(taken) < limit and (number := self._first()) is not None and number * self._ms < before:
             bucket = self._buckets[number]
-            if not bucket:
-                heapq.heappop(self._heap)
-                del self._buckets[number]
-                continue
-            if number * self._ms >= before:
-                break
             whole = (number + 1) * self._ms <= before
             keys = islice(bucket if whole else (k for k, d in bucket.items() if d < before), limit - len(taken))
             ready = list(keys)
@@ -88,12 +78,17 @@ class DueIndex:
 
     def any_before(self, before: int) -> bool:
         """Whether :meth:`take` would return anything."""
+        number = self._first()
+        if number is None or number * self._ms >= before:
+            return False
+        # Later buckets start after this one ends: only a partly due one needs a look inside.
+        return (number + 1) * self._ms <= before or any(d < before for d in self._buckets[number].values())
+
+    def _first(self) -> int | None:
+        """The earliest non-empty bucket's number (empty ones are dropped on the way), or None."""
         while self._heap and not self._buckets[self._heap[0]]:
             del self._buckets[heapq.heappop(self._heap)]
-        if not self._heap or self._heap[0] * self._ms >= before:
-            return False
-        number = self._heap[0]  # later buckets start after it ends: only a partly due one needs a look inside
-        return (number + 1) * self._ms <= before or any(d < before for d in self._buckets[number].values())
+        return self._heap[0] if self._heap else None
 
     def footprint(self) -> int:
         """Bytes of the index's Python objects (keys and ints are counted once, by the dict that holds them)."""

@@ -130,9 +130,6 @@ class JourneyPartition:
         """The oldest resolved-events offset the partition state says still holds pending items."""
         return json.loads(raw)["m"] if raw else None
 
-    def set_due(self, key: bytes, due: int | None) -> None:
-        self.due.set(key, due)
-
 
 class JourneyStep:
     """Runs journey partitions (see the module docstring)."""
@@ -178,7 +175,7 @@ class JourneyStep:
         part.resumed.update({r[0]: r[1] for r in doc.get("r", ()) if isinstance(r, list)})
         part.tally = Tally(*doc.get("t", (0, 0, 0, 0)))
         for key, when in due:
-            part.set_due(key, when)
+            part.due.set(key, when)
         for offset, key, value in pending:
             for entry in read(self._codec, key, value)[0]:
                 self._take(part, entry, offset)
@@ -202,9 +199,10 @@ class JourneyStep:
         ``TAKE_PER_CUSTOMER * size`` due customers taken), so that a caller on the event loop can give other tasks a
         turn. ``max_due``: at most that many customers run for their timers alone (customers with items below the
         watermark always run); the others stay due, for :meth:`due_left` and the next call, which may come with
-        no messages. A watermark crossing midnight makes every scored customer due (the daily re-score): run in
-        one batch, its outputs are all held at once. ``out`` is complete, and the same as :meth:`process` gives,
-        once the iterator is exhausted; nothing else may use the partition in between."""
+        no messages. A watermark crossing midnight makes every scored customer due (the daily re-score): without
+        ``max_due`` they all run in this call, and its outputs are all held at once. ``out`` is complete, and the
+        same as :meth:`process` gives, once the iterator is exhausted; nothing else may use the partition in
+        between."""
         part = self.partitions.get(partition) or self.restore(partition, None, (), ())
         for offset, key, value in messages:
             entries, marks = read(self._codec, key, value)
@@ -307,7 +305,7 @@ class JourneyStep:
             part.held[it.offset] -= 1
         for _state, offset in part.transfers.pop(key, {}).values():
             part.held[offset] -= 1
-        part.due.pop(key)
+        part.due.set(key, None)
         part.erasing.append(key)
         self._metrics.erased.inc()
 
@@ -359,7 +357,7 @@ class JourneyStep:
             due = self._machine.next_due(state)
             body = state.encode()
             out.states[key] = (body, due)
-            part.set_due(key, due)
+            part.due.set(key, due)
             part.tally = part.tally.moved(before, Tally.of(state, len(body)))
 
     def _emit(self, key: bytes, state: CustomerState, adv: Advance, out: JourneyOutput) -> None:
